@@ -1,0 +1,208 @@
+"""Device models built on :class:`~firmware_sim.ble.SimulatedPeripheral`."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from firmware_sim._gatt import SimulatedCharacteristic, SimulatedService, normalize_uuid
+from firmware_sim._peripheral import SimulatedPeripheral
+from firmware_sim.encoding import PressureUnit, encode_blood_pressure_measurement
+
+__all__ = [
+    "BATTERY_LEVEL",
+    "BATTERY_SERVICE",
+    "BLOOD_PRESSURE_FEATURE",
+    "BLOOD_PRESSURE_MEASUREMENT",
+    "BLOOD_PRESSURE_SERVICE",
+    "DEVICE_INFORMATION_SERVICE",
+    "FIRMWARE_REVISION",
+    "MANUFACTURER_NAME",
+    "MODEL_NUMBER",
+    "SERIAL_NUMBER",
+    "BloodPressureCuff",
+    "BloodPressureReading",
+]
+
+logger = logging.getLogger(__name__)
+
+BLOOD_PRESSURE_SERVICE = normalize_uuid(0x1810)
+BLOOD_PRESSURE_MEASUREMENT = normalize_uuid(0x2A35)
+BLOOD_PRESSURE_FEATURE = normalize_uuid(0x2A49)
+DEVICE_INFORMATION_SERVICE = normalize_uuid(0x180A)
+MANUFACTURER_NAME = normalize_uuid(0x2A29)
+MODEL_NUMBER = normalize_uuid(0x2A24)
+SERIAL_NUMBER = normalize_uuid(0x2A25)
+FIRMWARE_REVISION = normalize_uuid(0x2A26)
+BATTERY_SERVICE = normalize_uuid(0x180F)
+BATTERY_LEVEL = normalize_uuid(0x2A19)
+
+
+@dataclass(frozen=True, slots=True)
+class BloodPressureReading:
+    """One cuff measurement, in the cuff's unit; ``at`` is the cuff's clock time."""
+
+    systolic: float
+    diastolic: float
+    mean: float
+    pulse: float | None
+    at: datetime
+    user_id: int | None = None
+    status: int | None = None
+
+
+def device_information_service(
+    manufacturer: str, model_number: str, serial_number: str, firmware_revision: str
+) -> SimulatedService:
+    """A Device Information service (0x180A) with readable UTF-8 strings."""
+    return SimulatedService(
+        DEVICE_INFORMATION_SERVICE,
+        [
+            SimulatedCharacteristic(MANUFACTURER_NAME, ["read"], manufacturer.encode()),
+            SimulatedCharacteristic(MODEL_NUMBER, ["read"], model_number.encode()),
+            SimulatedCharacteristic(SERIAL_NUMBER, ["read"], serial_number.encode()),
+            SimulatedCharacteristic(FIRMWARE_REVISION, ["read"], firmware_revision.encode()),
+        ],
+    )
+
+
+def battery_service(level: int) -> SimulatedService:
+    """A Battery service (0x180F): Battery Level (0x2A19), read and notify."""
+    if not 0 <= level <= 100:
+        raise ValueError(f"battery level {level} is not a percentage")
+    return SimulatedService(
+        BATTERY_SERVICE,
+        [SimulatedCharacteristic(BATTERY_LEVEL, ["read", "notify"], bytes([level]))],
+    )
+
+
+class BloodPressureCuff(SimulatedPeripheral):
+    """A Bluetooth SIG Blood Pressure Profile cuff.
+
+    Stores measurements until a central enables indications on Blood Pressure
+    Measurement (0x2A35), then indicates every stored one, oldest first, one indication
+    each. :meth:`take_measurement` sends a new measurement live when a central is
+    subscribed and stores it otherwise.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        readings: Iterable[BloodPressureReading] = (),
+        *,
+        local_name: str | None = None,
+        unit: PressureUnit = "mmHg",
+        manufacturer: str = "Wardwatch Simulated Devices",
+        model_number: str = "BPC-SIM-1",
+        serial_number: str | None = None,
+        firmware_revision: str = "1.0.0",
+        battery_level: int = 100,
+        features: int = 0x0000,
+        manufacturer_data: Mapping[int, bytes] | None = None,
+        rssi: int = -60,
+        requires_bonding: bool = False,
+        disconnect_after_transfer: bool = False,
+    ) -> None:
+        """Create a cuff holding ``readings`` (not yet sent).
+
+        ``requires_bonding`` protects the measurement characteristic (as the Blood
+        Pressure Profile asks); ``disconnect_after_transfer`` makes the cuff drop the
+        connection once it has sent its stored measurements, as many cuffs do.
+        """
+        compact = address.replace(":", "").upper()
+        super().__init__(
+            address,
+            local_name=local_name or f"BP-Sim-{compact[-4:]}",
+            advertised_service_uuids=[BLOOD_PRESSURE_SERVICE],
+            manufacturer_data=manufacturer_data,
+            rssi=rssi,
+            services=[
+                SimulatedService(
+                    BLOOD_PRESSURE_SERVICE,
+                    [
+                        SimulatedCharacteristic(
+                            BLOOD_PRESSURE_MEASUREMENT,
+                            ["indicate"],
+                            requires_bonding=requires_bonding,
+                        ),
+                        SimulatedCharacteristic(
+                            BLOOD_PRESSURE_FEATURE, ["read"], features.to_bytes(2, "little")
+                        ),
+                    ],
+                ),
+                device_information_service(
+                    manufacturer, model_number, serial_number or f"SN{compact}", firmware_revision
+                ),
+                battery_service(battery_level),
+            ],
+        )
+        self.unit: PressureUnit = unit
+        self.disconnect_after_transfer = disconnect_after_transfer
+        self._pending = collections.deque(readings)
+        self._sent: list[BloodPressureReading] = []
+        self._transfer_lock = asyncio.Lock()
+
+    @property
+    def pending(self) -> tuple[BloodPressureReading, ...]:
+        """Stored measurements not yet sent, oldest first."""
+        return tuple(self._pending)
+
+    @property
+    def sent(self) -> tuple[BloodPressureReading, ...]:
+        """Measurements delivered to a central, in the order they were sent."""
+        return tuple(self._sent)
+
+    def encode(self, reading: BloodPressureReading) -> bytes:
+        """The 0x2A35 value this cuff sends for ``reading``."""
+        return encode_blood_pressure_measurement(
+            reading.systolic,
+            reading.diastolic,
+            reading.mean,
+            unit=self.unit,
+            timestamp=reading.at,
+            pulse=reading.pulse,
+            user_id=reading.user_id,
+            status=reading.status,
+        )
+
+    async def take_measurement(self, reading: BloodPressureReading) -> bool:
+        """Record a new measurement; True if it was sent live, False if it was stored."""
+        self._pending.append(reading)
+        await self._send_pending()
+        return not any(stored is reading for stored in self._pending)
+
+    async def set_battery_level(self, level: int) -> None:
+        """Change the battery level and notify subscribed centrals."""
+        if not 0 <= level <= 100:
+            raise ValueError(f"battery level {level} is not a percentage")
+        self.set_value(BATTERY_LEVEL, bytes([level]))
+        await self.notify(BATTERY_LEVEL, bytes([level]))
+
+    def on_subscription_changed(
+        self, characteristic: SimulatedCharacteristic, *, enabled: bool
+    ) -> None:
+        """Start the transfer of stored measurements when 0x2A35 indications are enabled."""
+        if enabled and characteristic.uuid == BLOOD_PRESSURE_MEASUREMENT:
+            self.run_soon(self._transfer_stored())
+
+    async def _transfer_stored(self) -> None:
+        sent = await self._send_pending()
+        logger.debug("%s: transferred %d stored measurement(s)", self.address, sent)
+        if self.disconnect_after_transfer and not self._pending:
+            await self.disconnect()
+
+    async def _send_pending(self) -> int:
+        """Indicate stored measurements in order until none is left or nobody listens."""
+        sent = 0
+        async with self._transfer_lock:
+            while self._pending and self.is_subscribed(BLOOD_PRESSURE_MEASUREMENT):
+                reading = self._pending[0]
+                if await self.notify(BLOOD_PRESSURE_MEASUREMENT, self.encode(reading)) == 0:
+                    break
+                self._sent.append(self._pending.popleft())
+                sent += 1
+        return sent

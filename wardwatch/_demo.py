@@ -1,0 +1,186 @@
+"""``wardwatch demo``: the whole chain in one process, on the embedded store.
+
+Simulated BLE cuffs (firmware_sim, through bleak's backend seam) -> gateway (decode, FHIR,
+durable outbox) -> HTTP uplink -> ingest (validate, SQLite store, quarantine) -> alerting
+(threshold rules) -> apprise (``console://`` prints to this terminal). All patients and
+values are synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPatient:
+    """A synthetic patient with a cuff and a scripted course of blood pressures."""
+
+    id: str
+    name: str
+    address: str
+    course: tuple[tuple[float, float], ...]
+    """(systolic, diastolic) per measurement; the last one repeats."""
+
+
+PATIENTS = (
+    DemoPatient("p-001", "Synthetic Patient Alpha", "AA:00:00:00:00:01", ((128, 82), (131, 84))),
+    # hypertensive crisis from the second measurement (ACC/AHA: > 180 and/or > 120 mmHg)
+    DemoPatient(
+        "p-002", "Synthetic Patient Bravo", "AA:00:00:00:00:02",
+        ((168, 104), (186, 124), (191, 126), (188, 121)),
+    ),
+    DemoPatient("p-003", "Synthetic Patient Charlie", "AA:00:00:00:00:03", ((118, 76), (121, 78))),
+)
+TEAM = "team-demo"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def register_console_target(stream: TextIO) -> None:
+    """Register apprise's ``console://`` target, printing each notification as one line."""
+    from apprise.decorators import notify
+
+    @notify(on="console", name="wardwatch console")  # type: ignore[untyped-decorator]
+    def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+        stream.write(f"\n*** {title}\n    {body}\n")
+        stream.flush()
+        return True
+
+
+async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[str, Any]:
+    import uvicorn
+
+    from alerting.wiring import alerting_hook
+    from firmware_sim.ble import SimulatedAir
+    from firmware_sim.devices import BloodPressureCuff, BloodPressureReading
+    from gateway.ble import PairedDevice
+    from gateway.runtime import Gateway, GatewayConfig
+    from ingest.http import create_app
+    from ingest.pipeline import IngestPipeline
+    from ingest.stores.sqlite import SqliteStore
+    from wardwatch.store import CareTeam, Patient
+
+    register_console_target(out)
+    store = SqliteStore(data_dir / "wardwatch.sqlite")
+    store.migrate()
+    store.upsert_care_team(CareTeam(TEAM, "Demo care team", ("console://",)))
+    for p in PATIENTS:
+        store.upsert_patient(Patient(p.id, p.name, TEAM))
+        store.pair_device(f"cuff-{p.id}", p.id)
+
+    hook, alert_tasks = alerting_hook(store)
+    pipeline = IngestPipeline(store, on_stored=[hook])
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(pipeline), host="127.0.0.1", port=port, log_level="warning",
+                       lifespan="off")
+    )
+    air = SimulatedAir()
+    cuffs = {p.id: BloodPressureCuff(p.address) for p in PATIENTS}
+    air.add(*cuffs.values())
+    config = GatewayConfig(
+        gateway_id="gw-demo",
+        uplink=f"http://127.0.0.1:{port}",
+        outbox_path=data_dir / "outbox.sqlite",
+        devices=tuple(
+            PairedDevice(f"cuff-{p.id}", p.id, address=p.address) for p in PATIENTS
+        ),
+    )
+    gateway = Gateway(
+        config, scanner_backend=air.scanner_backend(), client_backend=air.client_backend()
+    )
+    rng = random.Random(20260105)
+
+    async def measure() -> None:
+        step = 0
+        while True:
+            await asyncio.sleep(args.interval)
+            for p in PATIENTS:
+                sys_, dia = p.course[min(step, len(p.course) - 1)]
+                sys_ += rng.uniform(-2, 2)
+                dia += rng.uniform(-2, 2)
+                reading = BloodPressureReading(
+                    round(sys_), round(dia), round((sys_ + 2 * dia) / 3), rng.randint(62, 96),
+                    datetime.now(UTC).replace(microsecond=0),
+                )
+                await cuffs[p.id].take_measurement(reading)
+            step += 1
+
+    out.write(
+        f"wardwatch demo: {len(PATIENTS)} synthetic patients with simulated BLE cuffs; "
+        f"ingest on http://127.0.0.1:{port}; data in {data_dir}\n"
+    )
+    out.flush()
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as tg:
+        tasks = [
+            tg.create_task(server.serve(), name="ingest-http"),
+            tg.create_task(gateway.run(), name="gateway"),
+            tg.create_task(measure(), name="cuffs"),
+        ]
+        try:
+            if args.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - started)))
+        finally:
+            server.should_exit = True
+            for t in tasks[1:]:
+                t.cancel()
+            await alert_tasks.drain()
+    from alerting.report import alerts_as_json
+
+    summary = {
+        "readings_stored": store.count_observations(),
+        "alerts": alerts_as_json(store.list_alerts()),
+        "quarantined": len(store.list_quarantine()),
+        "data_dir": str(data_dir),
+    }
+    store.close()
+    return summary
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; with ``--duration`` print a summary (``--json``: one JSON object)."""
+    out = sys.stderr if args.json else sys.stdout
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, Any] | None = None
+        with contextlib.suppress(KeyboardInterrupt):
+            summary = asyncio.run(_demo(args, data_dir, out))
+    else:
+        with tempfile.TemporaryDirectory(prefix="wardwatch-demo-") as tmp:
+            summary = None
+            with contextlib.suppress(KeyboardInterrupt):
+                summary = asyncio.run(_demo(args, Path(tmp), out))
+    if summary is None:
+        return 130
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    else:
+        sys.stdout.write(f"\nreadings stored: {summary['readings_stored']}\n")
+        sys.stdout.write(f"alerts raised:   {len(summary['alerts'])}\n")
+        for a in summary["alerts"]:
+            sys.stdout.write(
+                f"  {a['opened_at']}  {a['severity']:<7} {a['patient']}  {a['rule']}"
+                f"  ({a['status']})\n"
+            )
+    return 0

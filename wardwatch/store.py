@@ -1,0 +1,163 @@
+"""The storage interface: ingest writes through it, alerting reads and writes alerts.
+
+Two implementations live in :mod:`ingest.stores` (TimescaleDB via psycopg, SQLite as the
+embedded default); one contract test suite (``tests/test_store_contract.py``) runs against
+both. The interface is synchronous; asyncio services call it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+Severity = Literal["info", "warning", "urgent"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class CareTeam:
+    """A care team and where its alerts go (apprise URLs)."""
+
+    id: str
+    name: str
+    notify_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """An enrolled patient (synthetic data only). ``display_name`` never goes to logs."""
+
+    id: str
+    display_name: str
+    care_team: str | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """Per-patient threshold overrides by rule parameter name (care plan)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    """One Observation as stored: the flattened columns plus the FHIR document."""
+
+    identifier: str
+    patient: str
+    device: str
+    kind: str
+    at: datetime
+    value: float | None
+    unit: str | None
+    components: Mapping[str, float]
+    resource: bytes
+    """The Observation JSON exactly as received (UTF-8)."""
+    received_at: datetime
+    gateway: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineItem:
+    """Input that was refused, kept with its machine-readable reason."""
+
+    received_at: datetime
+    source: str
+    """Where it came from: ``mqtt:<topic>``, ``http:/fhir/Bundle``, ``gateway:<device>``..."""
+    reason_code: str
+    reason: str
+    payload: bytes
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a rule firing for a patient, with its lifecycle times."""
+
+    patient: str
+    rule: str
+    kind: str
+    severity: Severity
+    opened_at: datetime
+    message: str
+    observations: tuple[str, ...] = ()
+    status: AlertStatus = "open"
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    updated_at: datetime | None = None
+    id: int | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every store offers. Writes are idempotent on the reading identifier."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    # -- registry ---------------------------------------------------------------
+    def upsert_care_team(self, team: CareTeam) -> None:
+        """Create or replace a care team."""
+
+    def get_care_team(self, team_id: str) -> CareTeam | None:
+        """The care team with this id, if any."""
+
+    def upsert_patient(self, patient: Patient) -> None:
+        """Enrol a patient or update their record."""
+
+    def get_patient(self, patient_id: str) -> Patient | None:
+        """The patient with this id, if enrolled."""
+
+    def list_patients(self) -> list[Patient]:
+        """Every enrolled patient, ordered by id."""
+
+    def pair_device(self, device: str, patient: str) -> None:
+        """Record that ``device`` measures ``patient`` (replaces an earlier pairing)."""
+
+    def device_patient(self, device: str) -> str | None:
+        """The patient a device is paired to, if any."""
+
+    # -- observations -------------------------------------------------------------
+    def write_observations(self, rows: Sequence[StoredObservation]) -> int:
+        """Store rows in one transaction; return how many were new (duplicates ignored)."""
+
+    def get_observation(self, identifier: str) -> StoredObservation | None:
+        """One stored observation by its reading identifier."""
+
+    def observations(
+        self,
+        patient: str,
+        kind: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[StoredObservation]:
+        """A patient's observations in time order, optionally of one kind in [start, end)."""
+
+    def count_observations(self) -> int:
+        """How many observations are stored."""
+
+    # -- quarantine ---------------------------------------------------------------
+    def quarantine(self, items: Sequence[QuarantineItem]) -> None:
+        """Keep refused input with its reason."""
+
+    def list_quarantine(self) -> list[QuarantineItem]:
+        """Quarantined items, oldest first."""
+
+    # -- alerts -------------------------------------------------------------------
+    def insert_alert(self, alert: Alert) -> Alert:
+        """Store a new alert; return it with its id."""
+
+    def update_alert(self, alert: Alert) -> None:
+        """Replace the stored alert with the same id."""
+
+    def find_open_alert(self, patient: str, rule: str) -> Alert | None:
+        """The alert of this patient and rule that is not resolved, if any."""
+
+    def list_alerts(
+        self, patient: str | None = None, status: AlertStatus | None = None
+    ) -> list[Alert]:
+        """Alerts, oldest first, optionally filtered."""
