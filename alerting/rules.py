@@ -27,12 +27,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Literal, Protocol
 
+from alerting.errors import RuleError, ThresholdOverrideError, UnusableObservationError
 from wardwatch.errors import UnitError, UnknownKindError
 from wardwatch.store import SEVERITIES, Severity, StoredObservation
 from wardwatch.units import convert, normalize_unit
 from wardwatch.vocabulary import kind as lookup_kind
-
-from alerting.errors import RuleError, ThresholdOverrideError, UnusableObservationError
 
 Comparison = Literal["above", "below"]
 """``above``: fires when the value is greater than the threshold; ``below``: less than."""
@@ -230,7 +229,9 @@ class ThresholdDetector:
             spec = lookup_kind(rule.kind)
             for c in rule.criteria:
                 if c.component is not None and c.component not in spec.components:
-                    raise RuleError(f"rule {rule.id!r}: {rule.kind} has no component {c.component!r}")
+                    raise RuleError(
+                        f"rule {rule.id!r}: {rule.kind} has no component {c.component!r}"
+                    )
                 if c.component is None and spec.components:
                     raise RuleError(f"rule {rule.id!r}: {rule.kind} is a panel; name a component")
                 unit = lookup_kind(rule.measured(c)).canonical_unit
@@ -330,8 +331,13 @@ class ThresholdDetector:
                 for r in fired
             )
             return Finding(
-                rule, True, fired[0].value, fired[0].unit, f"{rule.title}: {detail}",
-                obs.identifier, obs.at,
+                rule,
+                True,
+                fired[0].value,
+                fired[0].unit,
+                f"{rule.title}: {detail}",
+                obs.identifier,
+                obs.at,
             )
         # Clearing needs every criterion read: a panel missing its diastolic value says
         # nothing about whether a diastolic crisis is over.
@@ -345,8 +351,13 @@ class ThresholdDetector:
                 for r in readings
             )
             return Finding(
-                rule, False, readings[0].value, readings[0].unit,
-                f"{rule.title} cleared: {detail}", obs.identifier, obs.at,
+                rule,
+                False,
+                readings[0].value,
+                readings[0].unit,
+                f"{rule.title} cleared: {detail}",
+                obs.identifier,
+                obs.at,
             )
         return None
 

@@ -233,7 +233,7 @@ async def test_stored_measurements_are_indicated_on_subscribe(
         await client.stop_notify(BPM)
         later = BloodPressureReading(122, 80, 94, 66, datetime(2025, 3, 3, 20, 0, 0))
         assert await cuff.take_measurement(later) is False
-        assert cuff.pending == (later,)
+        assert list(cuff.pending) == [later]
     assert len(received.values) == len(READINGS) + 1
 
 
@@ -247,6 +247,15 @@ async def test_async_notification_callback(air: SimulatedAir, cuff: BloodPressur
         await client.start_notify(BPM, on_indication)
         async with asyncio.timeout(WAIT):
             assert await got.get() == cuff.encode(READINGS[0])
+
+
+async def test_battery_level_notifications(air: SimulatedAir, cuff: BloodPressureCuff) -> None:
+    received = Received()
+    async with BleakClient(CUFF_ADDRESS, backend=air.client_backend()) as client:
+        await client.start_notify("2a19", received)
+        await cuff.set_battery_level(15)
+        assert await received.until(1) == [b"\x0f"]
+        assert await client.read_gatt_char("2a19") == b"\x0f"
 
 
 async def test_device_side_disconnect_fires_disconnected_callback(

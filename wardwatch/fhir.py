@@ -303,7 +303,7 @@ def _time_correction(notes: object) -> TimeCorrection | None:
         if isinstance(text, str) and text.startswith(TIME_CORRECTION_NOTE + ":"):
             words = text.split()
             try:
-                return TimeCorrection(parse_time(words[3]), parse_time(words[6]))
+                return TimeCorrection(parse_time(words[3]), parse_time(words[7]))
             except (IndexError, ObservationError):
                 raise ObservationError(f"malformed time-correction note {text!r}") from None
     return None

@@ -34,8 +34,6 @@ __all__ = ["SimulatedBleakClient", "SimulatedBleakScanner"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_ATTRIBUTE_LENGTH = 512
-
 
 def _bound_air(backend: object) -> SimulatedAir:
     air: SimulatedAir | None = getattr(type(backend), "_air", None)
@@ -149,10 +147,18 @@ class SimulatedBleakClient(BaseBleakClient):
 
     # connectivity
 
+    def _peripheral(self) -> SimulatedPeripheral | None:
+        return self._link.peripheral if self._link else self.air.get(self.address)
+
+    def _not_found(self) -> BleakDeviceNotFoundError:
+        return BleakDeviceNotFoundError(
+            self.address, f"Device with address {self.address} was not found."
+        )
+
     @property
     def name(self) -> str:
         """The peripheral's local name, else the address with dashes (as bleak does)."""
-        peripheral = self._link.peripheral if self._link else self.air.get(self.address)
+        peripheral = self._peripheral()
         name = peripheral.local_name if peripheral else self._advertised_name
         return name or self.address.replace(":", "-")
 
@@ -177,16 +183,14 @@ class SimulatedBleakClient(BaseBleakClient):
         await asyncio.sleep(0)  # a connection is never established synchronously
         peripheral = self.air.get(self.address)
         if peripheral is None or not peripheral.connectable:
-            raise BleakDeviceNotFoundError(
-                self.address, f"Device with address {self.address} was not found."
-            )
-        self._link = peripheral.accept_link(on_lost=self._on_link_lost)
+            raise self._not_found()
+        link = self._link = peripheral.accept_link(on_lost=self._on_link_lost)
         try:
             if pair and not peripheral.bonded:
                 await self.pair()
             self.services = self._discover_services(peripheral)
         except BaseException:
-            self._link.close()
+            link.close()  # no-op if the link is already gone
             raise
         logger.debug("connected to %s", self.address)
 
@@ -206,11 +210,9 @@ class SimulatedBleakClient(BaseBleakClient):
 
     async def unpair(self) -> None:
         """Forget the bond; disconnects as well."""
-        peripheral = self._link.peripheral if self._link else self.air.get(self.address)
+        peripheral = self._peripheral()
         if peripheral is None:
-            raise BleakDeviceNotFoundError(
-                self.address, f"Device with address {self.address} was not found."
-            )
+            raise self._not_found()
         peripheral.bonded = False
         await self.disconnect()
 
@@ -298,11 +300,9 @@ class SimulatedBleakClient(BaseBleakClient):
         link = self._require_link()
         sim = self._simulated(link, characteristic)
         payload = bytes(data)
-        limit = (
-            _MAX_ATTRIBUTE_LENGTH if response else characteristic.max_write_without_response_size
-        )
-        if len(payload) > limit:
-            raise BleakError(f"{len(payload)} bytes exceed the write limit of {limit}")
+        limit = characteristic.max_write_without_response_size
+        if not response and len(payload) > limit:
+            raise BleakError(f"{len(payload)} bytes exceed max_write_without_response_size {limit}")
         try:
             await link.write(sim, payload, with_response=response)
         except AttError as error:

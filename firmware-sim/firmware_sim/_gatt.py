@@ -10,6 +10,7 @@ from bleak.uuids import normalize_uuid_16, normalize_uuid_str
 
 __all__ = [
     "CCCD_UUID",
+    "MAX_ATTRIBUTE_LENGTH",
     "ReadHandler",
     "SimulatedCharacteristic",
     "SimulatedDescriptor",
@@ -43,6 +44,9 @@ def normalize_uuid(uuid: UuidLike) -> str:
 
 CCCD_UUID = normalize_uuid(0x2902)
 """Client Characteristic Configuration descriptor."""
+
+MAX_ATTRIBUTE_LENGTH = 512
+"""Longest attribute value ATT allows (Core spec Vol 3 Part F 3.2.9)."""
 
 # Order bleak's backends list properties in (the bit order of the properties byte).
 _PROPERTY_ORDER: tuple[CharacteristicPropertyName, ...] = (

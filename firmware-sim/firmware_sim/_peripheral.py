@@ -13,6 +13,7 @@ from bleak.exc import BleakGATTProtocolErrorCode
 
 from firmware_sim._gatt import (
     CCCD_UUID,
+    MAX_ATTRIBUTE_LENGTH,
     SimulatedCharacteristic,
     SimulatedDescriptor,
     SimulatedService,
@@ -36,7 +37,6 @@ _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 _CCCD_NOTIFY = b"\x01\x00"
 _CCCD_INDICATE = b"\x02\x00"
 _CCCD_OFF = b"\x00\x00"
-_MAX_ATTRIBUTE_LENGTH = 512
 
 
 class Link:
@@ -52,9 +52,12 @@ class Link:
         self.is_open = True
         self._on_lost = on_lost
 
-    def _check_access(self, characteristic: SimulatedCharacteristic) -> None:
+    def _require_open(self) -> None:
         if not self.is_open:
             raise FirmwareSimError("link is closed")
+
+    def _check_access(self, characteristic: SimulatedCharacteristic) -> None:
+        self._require_open()
         needs_bond = self.peripheral.requires_bonding or characteristic.requires_bonding
         if needs_bond and not self.peripheral.bonded:
             raise AttError(BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION)
@@ -80,7 +83,7 @@ class Link:
             wanted = "write" if with_response else "write-without-response"
             if wanted not in characteristic.properties:
                 raise AttError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
-            if len(data) > _MAX_ATTRIBUTE_LENGTH:
+            if len(data) > MAX_ATTRIBUTE_LENGTH:
                 raise AttError(BleakGATTProtocolErrorCode.INVALID_ATTRIBUTE_VALUE_LENGTH)
             if characteristic.on_write is None:
                 characteristic.value = data
@@ -97,19 +100,17 @@ class Link:
 
     def read_descriptor(self, descriptor: SimulatedDescriptor) -> bytes:
         """Serve a Read Request on a descriptor; a CCCD reads this link's subscription."""
-        if not self.is_open:
-            raise FirmwareSimError("link is closed")
+        self._require_open()
         if descriptor.uuid != CCCD_UUID:
             return descriptor.value
-        for characteristic, _ in self.subscriptions.items():
+        for characteristic in self.subscriptions:
             if descriptor in characteristic.descriptors:
                 return _CCCD_NOTIFY if "notify" in characteristic.properties else _CCCD_INDICATE
         return _CCCD_OFF
 
     def write_descriptor(self, descriptor: SimulatedDescriptor, data: bytes) -> None:
         """Serve a Write Request on a (non-CCCD) descriptor."""
-        if not self.is_open:
-            raise FirmwareSimError("link is closed")
+        self._require_open()
         if not descriptor.writable or descriptor.uuid == CCCD_UUID:
             raise AttError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
         descriptor.value = data
@@ -135,8 +136,7 @@ class Link:
 
     def pair(self) -> None:
         """Pair and bond with the peripheral."""
-        if not self.is_open:
-            raise FirmwareSimError("link is closed")
+        self._require_open()
         if not self.peripheral.pairable:
             raise FirmwareSimError(f"{self.peripheral.address} rejected pairing")
         self.peripheral.bonded = True

@@ -26,6 +26,8 @@ __all__ = [
     "SERIAL_NUMBER",
     "BloodPressureCuff",
     "BloodPressureReading",
+    "battery_service",
+    "device_information_service",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,13 +72,17 @@ def device_information_service(
     )
 
 
-def battery_service(level: int) -> SimulatedService:
-    """A Battery service (0x180F): Battery Level (0x2A19), read and notify."""
+def _battery_level(level: int) -> bytes:
     if not 0 <= level <= 100:
         raise ValueError(f"battery level {level} is not a percentage")
+    return bytes([level])
+
+
+def battery_service(level: int) -> SimulatedService:
+    """A Battery service (0x180F): Battery Level (0x2A19), read and notify."""
     return SimulatedService(
         BATTERY_SERVICE,
-        [SimulatedCharacteristic(BATTERY_LEVEL, ["read", "notify"], bytes([level]))],
+        [SimulatedCharacteristic(BATTERY_LEVEL, ["read", "notify"], _battery_level(level))],
     )
 
 
@@ -177,10 +183,9 @@ class BloodPressureCuff(SimulatedPeripheral):
 
     async def set_battery_level(self, level: int) -> None:
         """Change the battery level and notify subscribed centrals."""
-        if not 0 <= level <= 100:
-            raise ValueError(f"battery level {level} is not a percentage")
-        self.set_value(BATTERY_LEVEL, bytes([level]))
-        await self.notify(BATTERY_LEVEL, bytes([level]))
+        value = _battery_level(level)
+        self.set_value(BATTERY_LEVEL, value)
+        await self.notify(BATTERY_LEVEL, value)
 
     def on_subscription_changed(
         self, characteristic: SimulatedCharacteristic, *, enabled: bool
