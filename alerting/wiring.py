@@ -10,10 +10,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 
-from wardwatch.store import Store, StoredObservation
-
 from alerting.engine import AlertEngine
 from alerting.notify import AppriseNotifier, Notifier
+from wardwatch.store import Store, StoredObservation
 
 
 class AlertDelivery:

@@ -175,7 +175,7 @@ class MqttUplink:
 
     async def _publish(self, client: aiomqtt.Client, entries: list[OutboxEntry]) -> None:
         bundle_id = str(uuid.uuid4())
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = topics.CONTENT_TYPE
         seqs = [e.seq for e in entries]
         self._in_flight[bundle_id] = _InFlight(seqs, self._monotonic())

@@ -90,7 +90,7 @@ class MqttIngest:
         self.bundles += 1
         if gateway is None:
             return
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = topics.ACK_CONTENT_TYPE
         await client.publish(
             topics.ack_topic(gateway), orjson.dumps(result.ack()), qos=1, properties=props

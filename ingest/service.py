@@ -6,11 +6,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from wardwatch.mqtt import BrokerAddress
-
 from ingest.mqtt import MqttIngest
 from ingest.pipeline import IngestPipeline, StoredHook
 from ingest.stores import open_store
+from wardwatch.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,9 @@ async def run_ingest(
                 from ingest.http import create_app
 
                 server = uvicorn.Server(
-                    uvicorn.Config(create_app(pipeline), host="127.0.0.1", port=http_port,
-                                   log_level="warning")
+                    uvicorn.Config(
+                        create_app(pipeline), host="127.0.0.1", port=http_port, log_level="warning"
+                    )
                 )
                 tg.create_task(server.serve(), name="ingest-http")
     finally:

@@ -65,13 +65,19 @@ def test_vocabulary_matches_shared_code_map() -> None:
         Reading("steps", AT, 4200, "{steps}"),
         Reading("bmi", AT, 24.1, "kg/m2"),
         Reading(
-            "blood_pressure", AT,
-            components=(Component("systolic", None, "mm[Hg]", "not-a-number"),
-                        Component("diastolic", 80, "mm[Hg]")),
+            "blood_pressure",
+            AT,
+            components=(
+                Component("systolic", None, "mm[Hg]", "not-a-number"),
+                Component("diastolic", 80, "mm[Hg]"),
+            ),
             device_status=("cuff fit loose",),
         ),
         Reading(
-            "heart_rate", AT, 64, "/min",
+            "heart_rate",
+            AT,
+            64,
+            "/min",
             time_correction=TimeCorrection(AT - timedelta(days=400), AT),
         ),
     ],
@@ -85,7 +91,10 @@ def test_every_observation_validates_and_maps_back(r: Reading) -> None:
     assert facts.identifier == reading_id("dev-1", r.at, r.kind)
     back = facts.reading
     assert (back.kind, back.at, back.value, back.data_absent) == (
-        r.kind, r.at, r.value, r.data_absent
+        r.kind,
+        r.at,
+        r.value,
+        r.data_absent,
     )
     if r.value is not None:
         assert back.unit == r.unit
@@ -103,7 +112,10 @@ def test_blood_pressure_panel_shape() -> None:
     codes = [[c["code"] for c in comp["code"]["coding"]] for comp in obs["component"]]
     assert codes == [["150021", "8480-6"], ["150022", "8462-4"], ["150023", "8478-0"]]
     assert obs["component"][0]["valueQuantity"] == {
-        "value": 186, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"
+        "value": 186,
+        "unit": "mm[Hg]",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm[Hg]",
     }
     assert obs["subject"] == {"reference": "Patient/p"}
     assert obs["device"] == {"reference": "Device/d"}
@@ -121,14 +133,24 @@ def test_glucose_is_laboratory_with_unit_specific_loinc() -> None:
 def test_identifier_is_stable_and_distinguishes_device_time_kind() -> None:
     a = reading_id("d", AT, "blood_pressure")
     assert a == reading_id("d", AT.astimezone(timezone(timedelta(hours=-5))), "blood_pressure")
-    assert len({a, reading_id("e", AT, "blood_pressure"),
+    assert (
+        len(
+            {
+                a,
+                reading_id("e", AT, "blood_pressure"),
                 reading_id("d", AT + timedelta(seconds=1), "blood_pressure"),
-                reading_id("d", AT, "heart_rate")}) == 4
+                reading_id("d", AT, "heart_rate"),
+            }
+        )
+        == 4
+    )
 
 
 def test_bundle_is_a_valid_batch_of_puts() -> None:
-    obs = [observation_from_reading(r, patient="p", device="d")
-           for r in (bp(), Reading("heart_rate", AT, 70, "/min"))]
+    obs = [
+        observation_from_reading(r, patient="p", device="d")
+        for r in (bp(), Reading("heart_rate", AT, 70, "/min"))
+    ]
     doc = bundle(obs, bundle_id="b-1")
     Bundle.model_validate(doc)
     assert doc["type"] == "batch"
@@ -147,8 +169,10 @@ def test_bundle_is_a_valid_batch_of_puts() -> None:
         (lambda: Reading("heart_rate", AT, None, "/min"), ContractError),
         (lambda: Reading("heart_rate", AT, 70, None), ContractError),
         (lambda: Reading("blood_pressure", AT, 120, "mm[Hg]"), ContractError),
-        (lambda: Reading("blood_pressure", AT, components=(Component("heart_rate", 1, "/min"),)),
-         ContractError),
+        (
+            lambda: Reading("blood_pressure", AT, components=(Component("heart_rate", 1, "/min"),)),
+            ContractError,
+        ),
         (lambda: Reading("heart_rate", AT, 70, "/min", interpretation=("BOGUS",)), ContractError),
         (lambda: Reading("spo2", AT, None, "%", data_absent="because"), ContractError),
     ],
@@ -167,8 +191,10 @@ def test_readings_refuse_what_the_contract_forbids(build: object, error: type[Ex
         (lambda o: o.pop("device"), "device"),
         (lambda o: o.update(effectiveDateTime="yesterday"), "ISO 8601"),
         (lambda o: o.update(effectiveDateTime="2026-01-05T08:30:00"), "time zone"),
-        (lambda o: o.update(code={"coding": [{"system": "http://loinc.org", "code": "0-0"}]}),
-         "LOINC"),
+        (
+            lambda o: o.update(code={"coding": [{"system": "http://loinc.org", "code": "0-0"}]}),
+            "LOINC",
+        ),
         (lambda o: o.pop("identifier"), "identifier"),
         (lambda o: o["valueQuantity"].update(value="72"), "not a number"),
         (lambda o: o["valueQuantity"].update(system="http://example.org"), "UCUM"),

@@ -69,9 +69,7 @@ async def test_crisis_reading_flows_end_to_end(
         worker = MqttIngest(pipeline, BrokerAddress.parse(mosquitto.url))
 
         air = SimulatedAir()
-        cuff = BloodPressureCuff(
-            CUFF, [BloodPressureReading(186, 124, 145, 88, AT)]
-        )
+        cuff = BloodPressureCuff(CUFF, [BloodPressureReading(186, 124, 145, 88, AT)])
         air.add(cuff)
         gateway = Gateway(
             GatewayConfig(
@@ -95,18 +93,31 @@ async def test_crisis_reading_flows_end_to_end(
     assert stored is not None
     assert stored.patient == "p-001" and stored.device == "cuff-001" and stored.gateway == "gw-e2e"
     assert stored.kind == "blood_pressure" and stored.at == AT
-    assert stored.components == {"systolic": 186.0, "diastolic": 124.0, "mean_arterial_pressure": 145.0}
+    assert stored.components == {
+        "systolic": 186.0,
+        "diastolic": 124.0,
+        "mean_arterial_pressure": 145.0,
+    }
     doc = orjson.loads(stored.resource)
     Observation.model_validate(doc)
     assert doc["identifier"] == [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{rid}"}]
     assert doc["code"]["coding"][0] == {
-        "system": "urn:iso:std:iso:11073:10101", "code": "150020", "display": "MDC_PRESS_BLD_NONINV"
+        "system": "urn:iso:std:iso:11073:10101",
+        "code": "150020",
+        "display": "MDC_PRESS_BLD_NONINV",
     }
-    assert {"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"} in doc["code"]["coding"]
+    assert {
+        "system": "http://loinc.org",
+        "code": "85354-9",
+        "display": "Blood pressure panel",
+    } in doc["code"]["coding"]
     systolic = doc["component"][0]
     assert systolic["code"]["coding"][1]["code"] == "8480-6"
     assert systolic["valueQuantity"] == {
-        "value": 186, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"
+        "value": 186,
+        "unit": "mm[Hg]",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm[Hg]",
     }
     pulse = store.get_observation(reading_id("cuff-001", AT, "heart_rate"))
     assert pulse is not None and pulse.value == 88.0 and pulse.unit == "/min"
@@ -141,14 +152,17 @@ async def test_duplicate_and_malformed_bundles_over_mqtt(
     pipeline = IngestPipeline(store)
     worker = MqttIngest(pipeline, BrokerAddress.parse(mosquitto.url))
     reading = Reading(
-        "blood_pressure", AT,
+        "blood_pressure",
+        AT,
         components=(Component("systolic", 120, "mm[Hg]"), Component("diastolic", 80, "mm[Hg]")),
     )
     obs = observation_from_reading(reading, patient="p-001", device="cuff-001", gateway="gw-x")
     acks: list[dict[str, object]] = []
     async with running(worker.run()):
         await asyncio.wait_for(worker.ready.wait(), 10)
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as c:
+        async with aiomqtt.Client(
+            "127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as c:
             await c.subscribe(topics.ack_topic("gw-x"), qos=1)
             for payload in (
                 orjson.dumps(bundle([obs], bundle_id="b1")),

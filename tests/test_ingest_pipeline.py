@@ -37,16 +37,30 @@ def pipeline(store: SqliteStore) -> IngestPipeline:
     return IngestPipeline(store, clock=lambda: NOW)
 
 
-def obs(sys_: float = 120, at: datetime = AT, device: str = "cuff-1", patient: str = "p-1",
-        unit: str = "mm[Hg]") -> dict[str, object]:
-    r = Reading("blood_pressure", at, components=(
-        Component("systolic", sys_, unit), Component("diastolic", 80 if unit == "mm[Hg]" else 10.7, unit),
-    ))
+def obs(
+    sys_: float = 120,
+    at: datetime = AT,
+    device: str = "cuff-1",
+    patient: str = "p-1",
+    unit: str = "mm[Hg]",
+) -> dict[str, object]:
+    r = Reading(
+        "blood_pressure",
+        at,
+        components=(
+            Component("systolic", sys_, unit),
+            Component("diastolic", 80 if unit == "mm[Hg]" else 10.7, unit),
+        ),
+    )
     return observation_from_reading(r, patient=patient, device=device, gateway="gw-1")
 
 
-def test_bundle_is_stored_once_however_often_it_is_sent(pipeline: IngestPipeline, store: SqliteStore) -> None:
-    payload = orjson.dumps(bundle([obs(), obs(), obs(130, AT + timedelta(minutes=1))], bundle_id="b"))
+def test_bundle_is_stored_once_however_often_it_is_sent(
+    pipeline: IngestPipeline, store: SqliteStore
+) -> None:
+    payload = orjson.dumps(
+        bundle([obs(), obs(), obs(130, AT + timedelta(minutes=1))], bundle_id="b")
+    )
     first = pipeline.ingest_bundle(payload, source="test")
     second = pipeline.ingest_bundle(payload, source="test")
     assert (first.stored, first.duplicates, first.bundle_id) == (2, 0, "b")
@@ -55,7 +69,9 @@ def test_bundle_is_stored_once_however_often_it_is_sent(pipeline: IngestPipeline
     assert first.ack()["accepted"] == second.ack()["accepted"]
 
 
-def test_values_are_stored_in_the_canonical_unit(pipeline: IngestPipeline, store: SqliteStore) -> None:
+def test_values_are_stored_in_the_canonical_unit(
+    pipeline: IngestPipeline, store: SqliteStore
+) -> None:
     pipeline.ingest_bundle(orjson.dumps(bundle([obs(16.0, unit="kPa")])), source="t")
     [row] = store.observations("p-1")
     assert row.components["systolic"] == pytest.approx(120.01, abs=0.01)
@@ -79,7 +95,9 @@ def test_bad_observations_are_quarantined_with_their_reason(
     pipeline: IngestPipeline, store: SqliteStore, observation: object, code: str
 ) -> None:
     good = obs(125, AT - timedelta(minutes=1))
-    payload = orjson.dumps(bundle([good])).replace(b'"entry":[', b'"entry":[{"resource":' + orjson.dumps(observation) + b"},")
+    payload = orjson.dumps(bundle([good])).replace(
+        b'"entry":[', b'"entry":[{"resource":' + orjson.dumps(observation) + b"},"
+    )
     result = pipeline.ingest_bundle(payload, source="mqtt:x")
     assert result.stored == 1, "the good observation beside the bad one is stored"
     [item] = store.list_quarantine()
@@ -106,7 +124,9 @@ def test_unreadable_payloads_are_quarantined_whole(
     assert (item.reason_code, item.payload) == (code, payload)
 
 
-def test_on_stored_hooks_see_rows_and_cannot_break_ingest(pipeline: IngestPipeline, store: SqliteStore) -> None:
+def test_on_stored_hooks_see_rows_and_cannot_break_ingest(
+    pipeline: IngestPipeline, store: SqliteStore
+) -> None:
     seen: list[str] = []
     pipeline.on_stored.append(lambda rows: seen.extend(r.identifier for r in rows))
     pipeline.on_stored.append(lambda rows: 1 / 0)  # type: ignore[func-returns-value]
@@ -123,11 +143,17 @@ def test_http_api(pipeline: IngestPipeline, store: SqliteStore) -> None:
     assert response.status_code == 200
     doc = response.json()
     assert doc["type"] == "batch-response"
-    assert [e["response"]["status"] for e in doc["entry"]] == ["201 Created", "422 Unprocessable Entity"]
+    assert [e["response"]["status"] for e in doc["entry"]] == [
+        "201 Created",
+        "422 Unprocessable Entity",
+    ]
     single = orjson.dumps(obs(121, AT + timedelta(minutes=3)))
     assert client.post("/fhir/Observation", content=single, headers=headers).status_code == 201
     assert client.post("/fhir/Observation", content=single, headers=headers).status_code == 200
     bad = client.post("/fhir/Observation", content=b"{", headers=headers)
     assert bad.status_code == 422 and bad.json()["resourceType"] == "OperationOutcome"
     assert store.count_observations() == 2
-    assert [q.reason_code for q in store.list_quarantine()] == ["implausible-value", "malformed-json"]
+    assert [q.reason_code for q in store.list_quarantine()] == [
+        "implausible-value",
+        "malformed-json",
+    ]

@@ -108,7 +108,9 @@ def spo2(at: datetime, percent: float, **kw: Any) -> StoredObservation:
     return observation(Reading("spo2", at, percent, "%"), **kw)
 
 
-def blood_pressure(at: datetime, sys: float, dia: float, mean: float, **kw: Any) -> StoredObservation:
+def blood_pressure(
+    at: datetime, sys: float, dia: float, mean: float, **kw: Any
+) -> StoredObservation:
     comps = (
         Component("systolic", sys, "mm[Hg]"),
         Component("diastolic", dia, "mm[Hg]"),

@@ -39,7 +39,9 @@ PATIENTS = (
     DemoPatient("p-001", "Synthetic Patient Alpha", "AA:00:00:00:00:01", ((128, 82), (131, 84))),
     # hypertensive crisis from the second measurement (ACC/AHA: > 180 and/or > 120 mmHg)
     DemoPatient(
-        "p-002", "Synthetic Patient Bravo", "AA:00:00:00:00:02",
+        "p-002",
+        "Synthetic Patient Bravo",
+        "AA:00:00:00:00:02",
         ((168, 104), (186, 124), (191, 126), (188, 121)),
     ),
     DemoPatient("p-003", "Synthetic Patient Charlie", "AA:00:00:00:00:03", ((118, 76), (121, 78))),
@@ -57,9 +59,10 @@ def register_console_target(stream: TextIO) -> None:
     """Register apprise's ``console://`` target, printing each notification as one line."""
     from apprise.decorators import notify
 
-    @notify(on="console", name="wardwatch console")  # type: ignore[untyped-decorator]
+    @notify(on="console", name="wardwatch console")  # type: ignore[untyped-decorator,no-untyped-call]
     def _console(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
-        stream.write(f"\n*** {title}\n    {body}\n")
+        lines = "".join(f"    {line}\n" for line in body.splitlines())
+        stream.write(f"\n*** {title}\n{lines}")
         stream.flush()
         return True
 
@@ -89,8 +92,9 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
     pipeline = IngestPipeline(store, on_stored=[hook])
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(pipeline), host="127.0.0.1", port=port, log_level="warning",
-                       lifespan="off")
+        uvicorn.Config(
+            create_app(pipeline), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
     )
     air = SimulatedAir()
     cuffs = {p.id: BloodPressureCuff(p.address) for p in PATIENTS}
@@ -99,14 +103,12 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
         gateway_id="gw-demo",
         uplink=f"http://127.0.0.1:{port}",
         outbox_path=data_dir / "outbox.sqlite",
-        devices=tuple(
-            PairedDevice(f"cuff-{p.id}", p.id, address=p.address) for p in PATIENTS
-        ),
+        devices=tuple(PairedDevice(f"cuff-{p.id}", p.id, address=p.address) for p in PATIENTS),
     )
     gateway = Gateway(
         config, scanner_backend=air.scanner_backend(), client_backend=air.client_backend()
     )
-    rng = random.Random(20260105)
+    rng = random.Random(20260105)  # noqa: S311 (simulated values, not secrets)
 
     async def measure() -> None:
         step = 0
@@ -117,7 +119,10 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
                 sys_ += rng.uniform(-2, 2)
                 dia += rng.uniform(-2, 2)
                 reading = BloodPressureReading(
-                    round(sys_), round(dia), round((sys_ + 2 * dia) / 3), rng.randint(62, 96),
+                    round(sys_),
+                    round(dia),
+                    round((sys_ + 2 * dia) / 3),
+                    rng.randint(62, 96),
                     datetime.now(UTC).replace(microsecond=0),
                 )
                 await cuffs[p.id].take_measurement(reading)
@@ -151,8 +156,9 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
         "readings_stored": store.count_observations(),
         "alerts": alerts_as_json(store.list_alerts()),
         "quarantined": len(store.list_quarantine()),
-        "data_dir": str(data_dir),
     }
+    if args.data_dir:
+        summary["data_dir"] = str(data_dir)
     store.close()
     return summary
 

@@ -71,17 +71,22 @@ def _cmd_gateway_status(args: argparse.Namespace) -> int:
 
 # -- ingest ------------------------------------------------------------------------------
 def _cmd_ingest_run(args: argparse.Namespace) -> int:
+    from ingest.pipeline import StoredHook
     from ingest.service import run_ingest
 
-    return _run(
-        lambda: run_ingest(
-            args.store,
-            args.broker,
-            http_port=args.http_port,
-            workers=args.workers,
-            with_alerting=args.with_alerting,
+    async def main() -> None:
+        hooks: list[StoredHook] = []
+        if args.with_alerting:
+            from alerting.wiring import alerting_hook
+            from ingest.stores import open_store
+
+            hook, _delivery = alerting_hook(open_store(args.store))
+            hooks.append(hook)
+        await run_ingest(
+            args.store, args.broker, http_port=args.http_port, workers=args.workers, hooks=hooks
         )
-    )
+
+    return _run(main)
 
 
 # -- alerts -------------------------------------------------------------------------------
@@ -107,9 +112,8 @@ def _cmd_alerts_list(args: argparse.Namespace) -> int:
                 if a["acknowledged_at"]
                 else "open"
             )
-            sys.stdout.write(
-                f"{a['opened_at']}  {a['severity']:<7}  {a['patient']:<10}  {a['rule']:<28}  {state}\n"
-            )
+            line = f"{a['opened_at']}  {a['severity']:<7}  {a['patient']:<10}  {a['rule']:<28}"
+            sys.stdout.write(f"{line}  {state}\n")
     return 0
 
 

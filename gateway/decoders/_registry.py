@@ -7,7 +7,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
-from gateway.decoders import blood_pressure, date_time
+from gateway.decoders import (
+    blood_pressure,
+    body_composition,
+    cgm,
+    current_time,
+    date_time,
+    glucose,
+    heart_rate,
+    plx,
+    racp,
+    thermometer,
+    weight,
+)
 from gateway.decoders._base import NO_CONTEXT, Decoded, Decoder, DeviceContext
 from gateway.errors import DecodeError
 
@@ -19,8 +31,24 @@ _UUID128 = re.compile(r"0000([0-9a-f]{4})" + re.escape(_BASE_UUID_TAIL))
 DECODERS: Mapping[str, Decoder] = MappingProxyType(
     {
         "2A08": date_time.decode_date_time_characteristic,
+        "2A18": glucose.decode_glucose_measurement,
+        "2A1C": thermometer.decode_temperature_measurement,
+        "2A1E": thermometer.decode_intermediate_temperature,
+        "2A2B": current_time.decode_current_time_characteristic,
+        "2A34": glucose.decode_glucose_measurement_context,
         "2A35": blood_pressure.decode_blood_pressure_measurement,
         "2A36": blood_pressure.decode_intermediate_cuff_pressure,
+        "2A37": heart_rate.decode_heart_rate_measurement,
+        "2A51": glucose.decode_glucose_feature,
+        "2A52": racp.decode_racp,
+        "2A5E": plx.decode_plx_spot_check,
+        "2A5F": plx.decode_plx_continuous,
+        "2A9C": body_composition.decode_body_composition_measurement,
+        "2A9D": weight.decode_weight_measurement,
+        "2A9E": weight.decode_weight_scale_feature,
+        "2AA7": cgm.decode_cgm_measurement,
+        "2AA8": cgm.decode_cgm_feature,
+        "2AAA": cgm.decode_cgm_session_start_time,
     }
 )
 

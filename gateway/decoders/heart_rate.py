@@ -45,8 +45,7 @@ def decode_heart_rate_measurement(
     if flags & 0x10:
         if r.remaining % 2:
             raise DecodeError(
-                f"RR-Interval values are uint16 but {r.remaining} bytes remain after offset "
-                f"{r.pos}"
+                f"RR-Interval values are uint16 but {r.remaining} bytes remain after offset {r.pos}"
             )
         rr = [r.uint(2, "RR-Interval") for _ in range(r.remaining // 2)]
     contact = _CONTACT[flags >> 1 & 0b11]

@@ -63,7 +63,9 @@ DEVICE_STATUS_BITS = {
 # Status that says nothing about the quality of this value stays out of device_status.
 _QUIET = {"validated_data", "fully_qualified_data", "extended_display_update_ongoing"}
 _MEASUREMENT_WORDS = {
-    bit: name.replace("_", " ") for bit, name in MEASUREMENT_STATUS_BITS.items() if name not in _QUIET
+    bit: name.replace("_", " ")
+    for bit, name in MEASUREMENT_STATUS_BITS.items()
+    if name not in _QUIET
 }
 _DEVICE_WORDS = {
     bit: name.replace("_", " ") for bit, name in DEVICE_STATUS_BITS.items() if name not in _QUIET
