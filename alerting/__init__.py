@@ -6,18 +6,19 @@ Public API:
   :class:`~alerting.rules.ThresholdRule`, :class:`~alerting.rules.Criterion`,
   :class:`~alerting.rules.ThresholdDetector`, :class:`~alerting.rules.Finding`,
   ``DEFAULT_RULES``.
-- :mod:`alerting.engine` — :class:`~alerting.engine.AlertEngine`: ``process`` (sync, store
-  only), ``deliver_pending`` / ``deliver_forever`` / ``process_async`` (async delivery),
-  ``acknowledge``, ``resolve``.
+- :mod:`alerting.engine` — :class:`~alerting.engine.AlertEngine`: ``process`` /
+  ``on_stored`` (sync, store only), ``deliver_pending`` / ``deliver_forever`` /
+  ``process_async`` (async delivery), ``acknowledge``, ``resolve``.
 - :mod:`alerting.notify` — the :class:`~alerting.notify.Notifier` seam with
   :class:`~alerting.notify.AppriseNotifier`, :class:`~alerting.notify.ConsoleNotifier` and
   :class:`~alerting.notify.RecordingNotifier`; :class:`~alerting.notify.DeliveryResult`.
 - :mod:`alerting.errors` — :class:`~alerting.errors.AlertingError` and its subclasses.
 
-Wiring::
+Wiring (see :mod:`alerting.engine` for the threading design)::
 
     engine = AlertEngine(store, AppriseNotifier())
-    alerts = await engine.process_async(stored_observations)
+    pipeline = IngestPipeline(store, on_stored=[engine.on_stored])  # sync, worker thread
+    delivery = asyncio.create_task(engine.deliver_forever())  # on the event loop
 """
 
 from alerting.engine import AUTO_CLEAR, AlertEngine

@@ -3,8 +3,8 @@
 Design: a synchronous core, asynchronous delivery.
 
 - :meth:`AlertEngine.process` is synchronous and does store work only. It is meant to run
-  in a worker thread (ingest's ``on_stored`` hook already runs inside
-  ``asyncio.to_thread``). It returns the alerts it opened or changed and queues one
+  in a worker thread (ingest's ``on_stored`` hook, :meth:`AlertEngine.on_stored`, already
+  runs inside ``asyncio.to_thread``). It returns the alerts it opened or changed and queues one
   notification per alert it opened.
 - Delivery is asynchronous and never raises: :meth:`AlertEngine.deliver_pending` sends what
   is queued through the :class:`~alerting.notify.Notifier`; :meth:`AlertEngine.deliver_forever`
@@ -152,6 +152,10 @@ class AlertEngine:
             self._pending.extend(opened)
             self._wake()
         return list(changed.values())
+
+    def on_stored(self, observations: Sequence[StoredObservation]) -> None:
+        """:meth:`process` in the shape of ingest's ``on_stored`` hook (returns nothing)."""
+        self.process(observations)
 
     def _context(self, patient_id: str) -> _PatientContext:
         patient = self.store.get_patient(patient_id)

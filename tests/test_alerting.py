@@ -43,8 +43,10 @@ from alerting.rules import (
     ThresholdDetector,
     ThresholdRule,
 )
+from ingest.pipeline import IngestPipeline
 from ingest.stores.sqlite import SqliteStore
-from wardwatch.fhir import reading_id
+from wardwatch.fhir import bundle, observation_from_reading, reading_id
+from wardwatch.reading import Component, Reading
 from wardwatch.store import Alert, CareTeam, Patient, StoredObservation
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -520,6 +522,33 @@ async def test_logs_at_info_carry_no_values_or_names(
     for message in infos:
         for secret in (DISPLAY_NAME, "197", "133", "198", "141", "93"):
             assert secret not in message
+
+
+async def test_ingest_hook_to_notification(
+    engine: AlertEngine, store: SqliteStore, notifier: RecordingNotifier
+) -> None:
+    """The whole backend path: a FHIR bundle in kPa through ingest's hook to a notification."""
+    store.pair_device("cuff-9", PATIENT)
+    pipeline = IngestPipeline(store, clock=lambda: minutes(1), on_stored=[engine.on_stored])
+    reading = Reading(
+        kind="blood_pressure",
+        at=minutes(0),
+        components=(
+            Component("systolic", 24.8, "kPa"),  # 186 mmHg
+            Component("diastolic", 12.0, "kPa"),  # 90 mmHg
+        ),
+    )
+    doc = bundle([observation_from_reading(reading, patient=PATIENT, device="cuff-9")])
+    result = await asyncio.to_thread(
+        pipeline.ingest_bundle, json.dumps(doc).encode(), source="test"
+    )
+    assert result.stored == 1
+    [alert] = store.list_alerts()
+    assert alert.observations == (reading_id("cuff-9", minutes(0), "blood_pressure"),)
+    assert "systolic 186 mmHg > 180 mmHg" in alert.message
+    [delivered] = await engine.deliver_pending()
+    assert delivered.delivered
+    assert [s.alert.id for s in notifier.sent] == [alert.id]
 
 
 # -- notifications ----------------------------------------------------------------------------

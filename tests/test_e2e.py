@@ -49,7 +49,10 @@ async def running(*coros: object) -> AsyncIterator[None]:
     finally:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _done, pending = await asyncio.wait(tasks, timeout=15)
+        if pending:
+            stacks = "\n".join(f"{t.get_name()}: {t.get_stack()}" for t in pending)
+            raise AssertionError(f"services did not stop when cancelled:\n{stacks}")
 
 
 def enrol(store: Store, notify_url: str) -> None:

@@ -56,32 +56,39 @@ def frozen(fields: Mapping[str, object]) -> Mapping[str, object]:
     return MappingProxyType(dict(fields))
 
 
-def check_layout(data: bytes, layout: Sequence[tuple[str, int, bool]], flags: int) -> None:
+def check_layout(
+    data: bytes, layout: Sequence[tuple[str, int, bool]], flags: int, *, flag_digits: int = 2
+) -> None:
     """Raise DecodeError unless ``data`` holds every field of ``layout``.
 
     ``layout`` lists (field name, size in bytes, announced by a flag) in wire order, the
-    flags field included. The message names the first field that does not fit and whether
-    the flags announced it, e.g. "flags 0x1B announce Time Offset but payload has 15 of 17
-    bytes".
+    flags field included. When the mandatory fields do not fit, the message names the first
+    one cut short; when the announced ones do not, it names all of them, since which one the
+    device left out cannot be told from the bytes: "flags 0x1B announce Time Offset,
+    Glucose Concentration, Type-Sample Location and Sensor Status Annunciation but payload
+    has 15 of 17 bytes".
     """
     total = sum(size for _, size, _ in layout)
     if len(data) >= total:
         return
+    minimum = _minimum(layout)
     if not data:
-        raise DecodeError(f"payload is empty; at least {_minimum(layout)} bytes are needed")
-    pos = 0
-    for name, size, announced in layout:
-        if pos + size > len(data):
-            if announced:
+        raise DecodeError(f"payload is empty; at least {minimum} bytes are needed")
+    if len(data) < minimum:
+        pos = 0
+        for name, size, announced in layout:
+            if not announced and pos + size > len(data):
                 raise DecodeError(
-                    f"flags {flags:#04x} announce {name} but payload has "
-                    f"{len(data)} of {total} bytes"
+                    f"payload has {len(data)} bytes, fewer than the {minimum}-byte minimum "
+                    f"(no room for {name})"
                 )
-            raise DecodeError(
-                f"payload has {len(data)} bytes, fewer than the {_minimum(layout)}-byte "
-                f"minimum (no room for {name})"
-            )
-        pos += size
+            pos += size if not announced else 0
+    names = [name for name, _, announced in layout if announced]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    raise DecodeError(
+        f"flags 0x{flags:0{flag_digits}X} announce {listed} but payload has "
+        f"{len(data)} of {total} bytes"
+    )
 
 
 def _minimum(layout: Sequence[tuple[str, int, bool]]) -> int:

@@ -1,7 +1,7 @@
 """IEEE 11073-20601 SFLOAT (medfloat16) and FLOAT (medfloat32).
 
-GATT Specification Supplement (GSS) section 2.2 "medfloat16"/"medfloat32", after
-IEEE 11073-20601 section 8.3.2 (Annex F.6/F.7): a signed base-10 exponent in the top bits
+GATT Specification Supplement (GSS) "medfloat16"/"medfloat32", after
+IEEE 11073-20601 (MDER FLOAT-Type and SFLOAT-Type): a signed base-10 exponent in the top bits
 (4 of 16, 8 of 32) and a signed mantissa below it. Five mantissa values with exponent 0 are
 special values (NaN, NRes, +INF, -INF, reserved) that no number may use.
 """
@@ -9,6 +9,7 @@ special values (NaN, NRes, +INF, -INF, reserved) that no number may use.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.errors import DecodeError
@@ -96,18 +97,13 @@ class MedFloat:
             return self.special.value if self.special is not None else "NaN"
         return value
 
-    def scaled(self, factor: float) -> float | None:
-        """The number multiplied by ``factor`` (unit conversion), None for a special value."""
-        value = self.value
-        return None if value is None else value * factor
-
 
 def _signed(raw: int, bits: int) -> int:
     return raw - (1 << bits) if raw & (1 << (bits - 1)) else raw
 
 
 def sfloat_from_raw(raw: int) -> MedFloat:
-    """Decode a 16-bit SFLOAT given as an unsigned integer (GSS 2.2, medfloat16)."""
+    """Decode a 16-bit SFLOAT given as an unsigned integer (GSS "medfloat16")."""
     if not 0 <= raw <= 0xFFFF:
         raise DecodeError(f"SFLOAT raw value {raw:#x} does not fit in 16 bits")
     mantissa = raw & 0x0FFF
@@ -117,7 +113,7 @@ def sfloat_from_raw(raw: int) -> MedFloat:
 
 
 def float_from_raw(raw: int) -> MedFloat:
-    """Decode a 32-bit FLOAT given as an unsigned integer (GSS 2.2, medfloat32)."""
+    """Decode a 32-bit FLOAT given as an unsigned integer (GSS "medfloat32")."""
     if not 0 <= raw <= 0xFFFFFFFF:
         raise DecodeError(f"FLOAT raw value {raw:#x} does not fit in 32 bits")
     mantissa = raw & 0x00FFFFFF
@@ -127,14 +123,14 @@ def float_from_raw(raw: int) -> MedFloat:
 
 
 def decode_sfloat(data: bytes, offset: int = 0) -> MedFloat:
-    """Decode the little-endian SFLOAT at ``offset`` of ``data`` (GSS 2.2, medfloat16)."""
+    """Decode the little-endian SFLOAT at ``offset`` of ``data`` (GSS "medfloat16")."""
     if len(data) < offset + 2:
         raise DecodeError(f"SFLOAT needs 2 bytes at offset {offset}, payload has {len(data)}")
     return sfloat_from_raw(int.from_bytes(data[offset : offset + 2], "little"))
 
 
 def decode_float(data: bytes, offset: int = 0) -> MedFloat:
-    """Decode the little-endian FLOAT at ``offset`` of ``data`` (GSS 2.2, medfloat32)."""
+    """Decode the little-endian FLOAT at ``offset`` of ``data`` (GSS "medfloat32")."""
     if len(data) < offset + 4:
         raise DecodeError(f"FLOAT needs 4 bytes at offset {offset}, payload has {len(data)}")
     return float_from_raw(int.from_bytes(data[offset : offset + 4], "little"))
@@ -145,27 +141,34 @@ def _pow10(n: int) -> int:
     return result
 
 
-def _encode(mantissa: int, exponent: int, mbits: int, ebits: int) -> int:
-    mmin, mmax = -(1 << (mbits - 1)) + 3, (1 << (mbits - 1)) - 3
+def _encode(
+    mantissa: int, exponent: int, mbits: int, ebits: int, specials: Mapping[int, Special]
+) -> int:
+    mmin, mmax = -(1 << (mbits - 1)), (1 << (mbits - 1)) - 1
     emin, emax = -(1 << (ebits - 1)), (1 << (ebits - 1)) - 1
     if not mmin <= mantissa <= mmax:
         raise ValueError(f"mantissa {mantissa} outside {mmin}..{mmax}")
     if not emin <= exponent <= emax:
         raise ValueError(f"exponent {exponent} outside {emin}..{emax}")
-    return ((exponent & ((1 << ebits) - 1)) << mbits) | (mantissa & ((1 << mbits) - 1))
+    raw = ((exponent & ((1 << ebits) - 1)) << mbits) | (mantissa & ((1 << mbits) - 1))
+    if raw in specials:
+        raise ValueError(
+            f"mantissa {mantissa} with exponent 0 is the special value {specials[raw].value}"
+        )
+    return raw
 
 
 def encode_sfloat(value: MedFloat | Special) -> bytes:
     """Encode an SFLOAT (little-endian, 2 bytes); the inverse of :func:`decode_sfloat`.
 
-    Raises ValueError when the mantissa or exponent does not fit (caller's mistake, not
-    device input).
+    Raises ValueError when the mantissa or exponent does not fit, or when they spell a
+    special value (a caller's mistake, not device input).
     """
     if isinstance(value, Special):
         return _SFLOAT_BY_SPECIAL[value].to_bytes(2, "little")
     if value.special is not None:
         return _SFLOAT_BY_SPECIAL[value.special].to_bytes(2, "little")
-    raw = _encode(value.mantissa, value.exponent, 12, 4)
+    raw = _encode(value.mantissa, value.exponent, 12, 4, _SFLOAT_SPECIAL)
     return raw.to_bytes(2, "little")
 
 
@@ -175,5 +178,5 @@ def encode_float(value: MedFloat | Special) -> bytes:
         return _FLOAT_BY_SPECIAL[value].to_bytes(4, "little")
     if value.special is not None:
         return _FLOAT_BY_SPECIAL[value.special].to_bytes(4, "little")
-    raw = _encode(value.mantissa, value.exponent, 24, 8)
+    raw = _encode(value.mantissa, value.exponent, 24, 8, _FLOAT_SPECIAL)
     return raw.to_bytes(4, "little")

@@ -1,6 +1,6 @@
 """Bluetooth Date Time (0x2A08) and the time fields built on it.
 
-GSS section 3.70 "Date Time": year uint16 (1582..9999, 0 = not known), month uint8
+GSS "Date Time": year uint16 (1582..9999, 0 = not known), month uint8
 (1..12, 0 = not known), day uint8 (1..31, 0 = not known), hours 0..23, minutes 0..59,
 seconds 0..59. Blood pressure, glucose, weight, thermometer and PLX time stamps all embed it.
 """
@@ -55,7 +55,7 @@ class DateTime:
 
 
 def decode_date_time(data: bytes, offset: int = 0, *, what: str = "Date Time") -> DateTime:
-    """Decode the 7-byte Date Time at ``offset`` (GSS 3.70); DecodeError names the bad part."""
+    """Decode the 7-byte Date Time at ``offset`` (GSS "Date Time")."""
     end = offset + DATE_TIME_SIZE
     if len(data) < end:
         raise DecodeError(f"{what} needs 7 bytes at offset {offset}, payload has {len(data)} bytes")
@@ -81,7 +81,7 @@ def decode_date_time(data: bytes, offset: int = 0, *, what: str = "Date Time") -
 
 
 def encode_date_time(stamp: DateTime) -> bytes:
-    """Encode a Date Time (GSS 3.70), writing 0 for unknown year/month/day."""
+    """Encode a Date Time (GSS "Date Time"), writing 0 for unknown year/month/day."""
     return (stamp.year or 0).to_bytes(2, "little") + bytes(
         (stamp.month or 0, stamp.day or 0, stamp.hour, stamp.minute, stamp.second)
     )

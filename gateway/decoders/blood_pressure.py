@@ -1,8 +1,8 @@
 """Blood Pressure Service: Blood Pressure Measurement (0x2A35), Intermediate Cuff Pressure
 (0x2A36).
 
-Layouts from the Blood Pressure Service specification (BLS 1.1, section 3.1/3.2) and the
-GATT Specification Supplement (GSS 3.31 "Blood Pressure Measurement", 3.131 "Intermediate
+Layouts from the Blood Pressure Service specification (BLS 1.1) and the
+GATT Specification Supplement (GSS "Blood Pressure Measurement", "Intermediate
 Cuff Pressure"): Flags uint8, three SFLOATs (systolic, diastolic, mean arterial pressure;
 for 0x2A36 the current cuff pressure and two unused slots), then, as the flags announce,
 Time Stamp (Date Time), Pulse Rate SFLOAT, User ID uint8, Measurement Status uint16.
@@ -36,7 +36,7 @@ _FLAG_PULSE_RATE = 0x04
 _FLAG_USER_ID = 0x08
 _FLAG_STATUS = 0x10
 
-# BLS 3.1.1.5 Measurement Status: bits 3-4 are a two-bit field, the rest single flags.
+# BLS Measurement Status: bits 3-4 are a two-bit field, the rest single flags.
 _STATUS_BITS = {
     0: "body_movement",
     1: "cuff_fit_loose",
@@ -57,9 +57,8 @@ _PULSE_RANGE_WORDS = {
 }
 
 
-def _layout(flags: int, first: str) -> list[tuple[str, int, bool]]:
-    layout = [("Flags", 1, False), (first, 2, False), ("Diastolic", 2, False)]
-    layout.append(("Mean Arterial Pressure", 2, False))
+def _layout(flags: int, names: tuple[str, str, str]) -> list[tuple[str, int, bool]]:
+    layout = [("Flags", 1, False)] + [(name, 2, False) for name in names]
     if flags & _FLAG_TIME_STAMP:
         layout.append(("Time Stamp", DATE_TIME_SIZE, True))
     if flags & _FLAG_PULSE_RATE:
@@ -74,15 +73,15 @@ def _layout(flags: int, first: str) -> list[tuple[str, int, bool]]:
 class _Parsed:
     """The fields common to 0x2A35 and 0x2A36, read in wire order."""
 
-    def __init__(self, data: bytes, first: str) -> None:
+    def __init__(self, data: bytes, names: tuple[str, str, str]) -> None:
         flags = data[0] if data else 0
-        check_layout(data, _layout(flags, first), flags)
+        check_layout(data, _layout(flags, names), flags)
         r = Reader(data, 1)
         self.flags = flags
         self.unit = "kPa" if flags & _FLAG_KPA else "mm[Hg]"
-        self.first = r.sfloat(first)
-        self.diastolic = r.sfloat("Diastolic")
-        self.mean = r.sfloat("Mean Arterial Pressure")
+        self.first = r.sfloat(names[0])
+        self.diastolic = r.sfloat(names[1])
+        self.mean = r.sfloat(names[2])
         self.stamp: DateTime | None = (
             r.date_time("Time Stamp") if flags & _FLAG_TIME_STAMP else None
         )
@@ -150,7 +149,7 @@ def _user_extra(user: int | None) -> tuple[tuple[str, str], ...]:
 def decode_blood_pressure_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Blood Pressure Measurement 0x2A35 (BLS 1.1 section 3.1; GSS 3.31).
+    """Decode Blood Pressure Measurement 0x2A35 (BLS 1.1; GSS "Blood Pressure Measurement").
 
     Yields one ``blood_pressure`` panel (systolic, diastolic and mean arterial pressure
     components in the unit sent, mm[Hg] or kPa; an SFLOAT special value becomes that
@@ -161,7 +160,7 @@ def decode_blood_pressure_measurement(
     when it has a full date (correcting the device's local clock is the gateway's job),
     else ``received_at``.
     """
-    p = _Parsed(data, "Systolic")
+    p = _Parsed(data, ("Systolic", "Diastolic", "Mean Arterial Pressure"))
     at, notes = measurement_time(p.stamp, received_at)
     notes += _user_extra(p.user)
     words, pulse_words = p.status_words()
@@ -205,14 +204,14 @@ def decode_blood_pressure_measurement(
 def decode_intermediate_cuff_pressure(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Intermediate Cuff Pressure 0x2A36 (BLS 1.1 section 3.2; GSS 3.131).
+    """Decode Intermediate Cuff Pressure 0x2A36 (BLS 1.1; GSS "Intermediate Cuff Pressure").
 
     The cuff pressure while a measurement runs is progress, not a result, so it yields no
     readings; ``fields["cuff_pressure"]`` carries it for display. The diastolic and mean
     arterial pressure slots are unused (the server fills them with NaN) and are ignored.
     """
     del received_at, device  # no readings: nothing is timed
-    p = _Parsed(data, "Current Cuff Pressure")
+    p = _Parsed(data, ("Current Cuff Pressure", "unused Diastolic", "unused MAP"))
     fields: dict[str, object] = {
         "flags": p.flags,
         "unit": p.unit,

@@ -1,11 +1,11 @@
 """Body Composition Measurement (0x2A9C), including the two-packet form.
 
-Layout from the Body Composition Service specification (BCS 1.0, section 3.2) and GSS
-3.35 "Body Composition Measurement": Flags uint16, Body Fat Percentage uint16 (0.1 %), then
+Layout from the Body Composition Service specification (BCS 1.0) and GSS
+"Body Composition Measurement": Flags uint16, Body Fat Percentage uint16 (0.1 %), then
 as the flags announce Time Stamp, User ID, Basal Metabolism (kJ), Muscle Percentage
 (0.1 %), Muscle Mass, Fat Free Mass, Soft Lean Mass, Body Water Mass (each 0.005 kg or
 0.01 lb), Impedance (0.1 ohm), Weight (0.005 kg / 0.01 lb), Height (0.001 m / 0.1 in).
-Flag bit 12 marks a measurement split over two notifications (BCS 3.2.1.1).
+Flag bit 12 marks a measurement split over two notifications (BCS).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _parse(data: bytes) -> dict[str, object]:
     flags = int.from_bytes(data[:2], "little") if len(data) >= 2 else 0
     layout = [("Flags", 2, False), ("Body Fat Percentage", 2, False)]
     layout += [(name, size, True) for bit, name, _, size, _ in _OPTIONAL if flags & bit]
-    check_layout(data, layout, flags)
+    check_layout(data, layout, flags, flag_digits=4)
     imperial = bool(flags & 0x0001)
     mass = (1, 100) if imperial else (5, 1000)
     length = (1, 10) if imperial else (1, 1000)
@@ -117,7 +117,7 @@ def _readings(fields: dict[str, object], received_at: datetime) -> tuple[Reading
 def decode_body_composition_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Body Composition Measurement 0x2A9C (BCS 1.0 section 3.2; GSS 3.35).
+    """Decode Body Composition Measurement 0x2A9C (BCS 1.0; GSS "Body Composition Measurement").
 
     Yields ``body_fat`` (%; data-absent "error" when the device reports 0xFFFF,
     Measurement Unsuccessful) and, when present, ``body_weight`` and ``body_height``.
@@ -132,7 +132,7 @@ def decode_body_composition_measurement(
 
 
 def combine_body_composition(first: bytes, second: bytes, *, received_at: datetime) -> Decoded:
-    """Join the two notifications of a Multiple Packet Measurement (BCS 3.2.1.1).
+    """Join the two notifications of a Multiple Packet Measurement (BCS).
 
     Both packets must set flag bit 12 and use the same unit system; each optional field may
     come from either packet, but not from both with different values. Body Fat Percentage

@@ -1,8 +1,8 @@
 """Continuous Glucose Monitoring Service: CGM Measurement (0x2AA7), CGM Feature (0x2AA8),
 CGM Session Start Time (0x2AAA).
 
-Layouts from the CGM Service specification (CGMS 1.0.1, sections 3.1, 3.2 and 3.5) and GSS
-3.53 "CGM Feature", 3.54 "CGM Measurement", 3.55 "CGM Session Start Time". A CGM
+Layouts from the CGM Service specification (CGMS 1.0.1) and the GSS ("CGM Feature",
+"CGM Measurement", "CGM Session Start Time"). A CGM
 Measurement notification holds one or more records, each starting with its own Size.
 """
 
@@ -24,7 +24,7 @@ from gateway.decoders.glucose import SAMPLE_TYPES
 from gateway.errors import DecodeError
 from wardwatch.reading import Reading
 
-#: CGMS 3.1.1.4 Sensor Status Annunciation, one table per octet (bit within the octet)
+#: CGMS Sensor Status Annunciation, one table per octet (bit within the octet)
 STATUS_OCTET = {
     0: "session_stopped",
     1: "device_battery_low",
@@ -55,7 +55,7 @@ WARNING_OCTET = {
 # Warning bit -> interpretation: hypo/hyper levels are the critical ones.
 _WARNING_INTERPRETATION = {0: "L", 1: "H", 2: "LL", 3: "HH", 6: "L", 7: "H"}
 
-#: CGMS 3.2.1 CGM Feature bits
+#: CGMS CGM Feature bits
 FEATURE_BITS = {
     0: "calibration",
     1: "patient_high_low_alerts",
@@ -95,7 +95,7 @@ _MIN_RECORD = 6
 
 
 def e2e_crc(data: bytes) -> int:
-    """The CGMS E2E-CRC (CGMS 1.0.1 section 2.5): CRC-CCITT, polynomial x^16+x^12+x^5+1,
+    """The CGMS E2E-CRC (CGMS 1.0.1): CRC-CCITT, polynomial x^16+x^12+x^5+1,
     seed 0xFFFF, processed LSB first (reflected), no final XOR ("CRC-16/MCRF4XX")."""
     crc = 0xFFFF
     for byte in data:
@@ -113,7 +113,7 @@ def _record(rec: bytes, n: int, start: datetime, crc: bool) -> tuple[dict[str, o
     if size < needed:
         with_crc = " with the E2E-CRC" if crc else ""
         raise DecodeError(
-            f"record {n}: flags {flags:#04x} announce {needed} bytes{with_crc} but Size is {size}"
+            f"record {n}: flags 0x{flags:02X} announce {needed} bytes{with_crc} but Size is {size}"
         )
     fields: dict[str, object] = {"size": size, "flags": flags}
     if crc:
@@ -172,7 +172,7 @@ def _record(rec: bytes, n: int, start: datetime, crc: bool) -> tuple[dict[str, o
 def decode_cgm_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode CGM Measurement 0x2AA7 (CGMS 1.0.1 section 3.1; GSS 3.54).
+    """Decode CGM Measurement 0x2AA7 (CGMS 1.0.1; GSS "CGM Measurement").
 
     Each record yields one ``cgm_glucose`` reading (mg/dL) at the session start time
     (``device.cgm_session_start``, required) plus the record's Time Offset in minutes.
@@ -214,7 +214,7 @@ def decode_cgm_measurement(
 def decode_cgm_feature(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode CGM Feature 0x2AA8 (CGMS 1.0.1 section 3.2; GSS 3.53).
+    """Decode CGM Feature 0x2AA8 (CGMS 1.0.1; GSS "CGM Feature").
 
     Feature bits (uint24), Type and Sample Location nibbles, E2E-CRC. When the E2E-CRC
     feature bit is set the CRC must match the first four bytes; otherwise it must be 0xFFFF.
@@ -252,7 +252,7 @@ _DST_MINUTES = {0: 0, 2: 30, 4: 60, 8: 120}
 
 
 def session_start_utc(data: bytes, *, e2e: bool = False) -> datetime:
-    """The UTC start of a CGM session from CGM Session Start Time (CGMS 3.5; GSS 3.55).
+    """The UTC start of a CGM session from CGM Session Start Time (CGMS).
 
     Date Time in the sensor's local time, Time Zone sint8 in 15-minute steps (-128 =
     unknown, taken as UTC), DST Offset uint8 (0, 2, 4, 8 = +0, 0.5, 1, 2 h; 255 unknown,
@@ -284,7 +284,7 @@ def session_start_utc(data: bytes, *, e2e: bool = False) -> datetime:
 def decode_cgm_session_start_time(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode CGM Session Start Time 0x2AAA (CGMS 1.0.1 section 3.5; GSS 3.55).
+    """Decode CGM Session Start Time 0x2AAA (CGMS 1.0.1; GSS "CGM Session Start Time").
 
     Fields: start (the device's Date Time), time_zone_minutes, dst_offset_minutes and
     start_utc (ISO 8601), which the gateway passes on as ``DeviceContext.cgm_session_start``.

@@ -1,6 +1,6 @@
 """Current Time (0x2A2B): read a device's clock, and the value written to set it.
 
-Layout from the Current Time Service specification (CTS 1.1, section 3.1) and GSS 3.62
+Layout from the Current Time Service specification (CTS 1.1) and GSS
 "Current Time": Exact Time 256 (Day Date Time: Date Time + Day of Week uint8, 0 = unknown,
 1 = Monday .. 7 = Sunday; Fractions256 uint8) and Adjust Reason uint8 (bit 0 manual time
 update, bit 1 external reference time update, bit 2 change of time zone, bit 3 change of
@@ -51,7 +51,7 @@ class CurrentTime:
 
 
 def decode_current_time(data: bytes) -> CurrentTime:
-    """Parse Current Time (CTS 1.1 section 3.1; GSS 3.62); DecodeError names the bad part."""
+    """Parse Current Time (CTS 1.1); DecodeError names the bad part."""
     layout = [("Date Time", DATE_TIME_SIZE, False), ("Day of Week", 1, False)]
     layout += [("Fractions256", 1, False), ("Adjust Reason", 1, False)]
     check_layout(data, layout, 0)
@@ -64,7 +64,7 @@ def decode_current_time(data: bytes) -> CurrentTime:
 
 
 def encode_current_time(at: datetime, *, adjust_reason: int = MANUAL_TIME_UPDATE) -> bytes:
-    """The 10 bytes that set a device clock to ``at``'s wall-clock reading (CTS 3.1).
+    """The 10 bytes that set a device clock to ``at``'s wall-clock reading (CTS).
 
     ``at`` should already be in the time zone the device displays; Fractions256 is the
     sub-second part rounded down to 1/256 s.
@@ -87,7 +87,7 @@ def encode_current_time_value(value: CurrentTime) -> bytes:
 def decode_current_time_characteristic(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Current Time 0x2A2B (CTS 1.1 section 3.1; GSS 3.62). No readings.
+    """Decode Current Time 0x2A2B (CTS 1.1; GSS "Current Time"). No readings.
 
     Fields: year, month, day (None = unknown), hour, minute, second, day_of_week (1-7 or
     None), day_of_week_name, fractions256, adjust_reason_raw and one boolean per adjust

@@ -1,4 +1,4 @@
-"""Date Time (0x2A08) as a characteristic of its own (GSS 3.70)."""
+"""Date Time (0x2A08) as a characteristic of its own (GSS "Date Time")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gateway.errors import DecodeError
 def decode_date_time_characteristic(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Date Time 0x2A08 (GSS 3.70): exactly 7 bytes; 0 in year/month/day = unknown.
+    """Decode Date Time 0x2A08 (GSS "Date Time"): exactly 7 bytes; 0 in year/month/day = unknown.
 
     Fields: year, month, day (None when not known), hour, minute, second. No readings.
     """

@@ -1,8 +1,8 @@
 """Glucose Service: Glucose Measurement (0x2A18), Glucose Measurement Context (0x2A34),
 Glucose Feature (0x2A51).
 
-Layouts from the Glucose Service specification (GLS 1.0.1, sections 3.1-3.3) and the GATT
-Specification Supplement (GSS 3.102 "Glucose Feature", 3.103 "Glucose Measurement", 3.104
+Layouts from the Glucose Service specification (GLS 1.0.1) and the GATT
+Specification Supplement (GSS "Glucose Feature", "Glucose Measurement",
 "Glucose Measurement Context").
 """
 
@@ -26,7 +26,7 @@ from gateway.decoders._time import DATE_TIME_SIZE
 from gateway.errors import DecodeError
 from wardwatch.reading import Reading
 
-#: GLS 3.1.1.6 Type (low nibble of Type-Sample Location)
+#: GLS Type (low nibble of Type-Sample Location)
 SAMPLE_TYPES = {
     1: "capillary whole blood",
     2: "capillary plasma",
@@ -39,7 +39,7 @@ SAMPLE_TYPES = {
     9: "interstitial fluid",
     10: "control solution",
 }
-#: GLS 3.1.1.7 Sample Location (high nibble of Type-Sample Location)
+#: GLS Sample Location (high nibble of Type-Sample Location)
 SAMPLE_LOCATIONS = {
     1: "finger",
     2: "alternate site test",
@@ -51,7 +51,7 @@ _CONTROL_TYPE = 10
 _CONTROL_LOCATION = 4
 _ISF_TYPE = 9
 
-#: GLS 3.1.1.8 Sensor Status Annunciation: bit -> field name
+#: GLS Sensor Status Annunciation: bit -> field name
 SENSOR_STATUS_BITS = {
     0: "device_battery_low",
     1: "sensor_malfunction",
@@ -81,7 +81,7 @@ _SENSOR_STATUS_WORDS = {
     11: "time fault (time may be inaccurate)",
 }
 
-#: GLS 3.3.1 Glucose Feature bits
+#: GLS Glucose Feature bits
 FEATURE_BITS = {
     0: "low_battery_detection",
     1: "sensor_malfunction_detection",
@@ -145,7 +145,7 @@ def glucose_concentration(value: MedFloat, molar: bool) -> tuple[float | None, s
 def decode_glucose_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Glucose Measurement 0x2A18 (GLS 1.0.1 section 3.1; GSS 3.103).
+    """Decode Glucose Measurement 0x2A18 (GLS 1.0.1; GSS "Glucose Measurement").
 
     Yields one ``glucose`` reading (``cgm_glucose`` for interstitial fluid) in mg/dL
     (kg/L on the wire) or mmol/L (mol/L), at Base Time + Time Offset taken as UTC, with
@@ -221,7 +221,7 @@ def decode_glucose_measurement(
 def decode_glucose_measurement_context(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Glucose Measurement Context 0x2A34 (GLS 1.0.1 section 3.2; GSS 3.104).
+    """Decode Glucose Measurement Context 0x2A34 (GLS 1.0.1; GSS "Glucose Measurement Context").
 
     Context belongs to the Glucose Measurement with the same sequence number; it yields no
     readings of its own (see :func:`apply_glucose_context`). Carbohydrate is in kilograms,
@@ -292,7 +292,7 @@ _CONTEXT_NOTES = (
 def apply_glucose_context(measurement: Decoded, context: Decoded) -> Decoded:
     """The measurement with its context (meal, tester, health...) added to each reading.
 
-    GLS 3.2: a context record belongs to the measurement with the same sequence number;
+    GLS: a context record belongs to the measurement with the same sequence number;
     any other pairing raises DecodeError.
     """
     if measurement.characteristic != "2A18" or context.characteristic != "2A34":
@@ -314,7 +314,7 @@ def apply_glucose_context(measurement: Decoded, context: Decoded) -> Decoded:
 def decode_glucose_feature(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Glucose Feature 0x2A51 (GLS 1.0.1 section 3.3; GSS 3.102): uint16 bits."""
+    """Decode Glucose Feature 0x2A51 (GLS 1.0.1; GSS "Glucose Feature"): uint16 bits."""
     del received_at, device
     if len(data) < 2:
         what = "payload is empty" if not data else f"payload has {len(data)} bytes"

@@ -1,6 +1,6 @@
 """Heart Rate Measurement (0x2A37).
 
-Layout from the Heart Rate Service specification (HRS 1.0, section 3.1) and GSS 3.113
+Layout from the Heart Rate Service specification (HRS 1.0) and GSS
 "Heart Rate Measurement": Flags uint8 (bit 0 value format uint8/uint16, bits 1-2 Sensor
 Contact Status, bit 3 Energy Expended present, bit 4 RR-Interval present), Heart Rate
 Measurement Value, Energy Expended uint16 (kJ), then zero or more RR-Intervals uint16 in
@@ -21,7 +21,7 @@ _CONTACT = ("not_supported", "not_supported", "not_detected", "detected")
 def decode_heart_rate_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Heart Rate Measurement 0x2A37 (HRS 1.0 section 3.1; GSS 3.113).
+    """Decode Heart Rate Measurement 0x2A37 (HRS 1.0; GSS "Heart Rate Measurement").
 
     Yields one ``heart_rate`` reading (/min) at ``received_at`` (the characteristic has no
     time stamp). When the sensor supports contact detection and reports no contact, the

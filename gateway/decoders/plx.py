@@ -1,8 +1,8 @@
 """Pulse Oximeter Service: PLX Spot-check Measurement (0x2A5E), PLX Continuous Measurement
 (0x2A5F).
 
-Layouts from the Pulse Oximeter Service specification (PLXS 1.0.1, sections 3.1 and 3.2)
-and GSS 3.174/3.173. SpO2 (%) and pulse rate (/min) are SFLOATs; Measurement Status is a
+Layouts from the Pulse Oximeter Service specification (PLXS 1.0.1)
+and the GSS. SpO2 (%) and pulse rate (/min) are SFLOATs; Measurement Status is a
 uint16, Device and Sensor Status a uint24, Pulse Amplitude Index an SFLOAT (%).
 """
 
@@ -27,7 +27,7 @@ from wardwatch.reading import Reading
 #: MDC code of a pulse rate measured by a pulse oximeter (MDC_PULS_OXIM_PULS_RATE)
 PULSE_RATE_OXIMETER_MDC = 149530
 
-#: PLXS 3.1.1.3 Measurement Status bits (0-4 reserved)
+#: PLXS Measurement Status bits (0-4 reserved)
 MEASUREMENT_STATUS_BITS = {
     5: "measurement_ongoing",
     6: "early_estimated_data",
@@ -41,7 +41,7 @@ MEASUREMENT_STATUS_BITS = {
     14: "questionable_measurement_detected",
     15: "invalid_measurement_detected",
 }
-#: PLXS 3.1.1.4 Device and Sensor Status bits (16-23 reserved)
+#: PLXS Device and Sensor Status bits (16-23 reserved)
 DEVICE_STATUS_BITS = {
     0: "extended_display_update_ongoing",
     1: "equipment_malfunction_detected",
@@ -145,7 +145,7 @@ def _pair(spo2: MedFloat, pr: MedFloat) -> dict[str, object]:
 def decode_plx_spot_check(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode PLX Spot-check Measurement 0x2A5E (PLXS 1.0.1 section 3.1; GSS 3.174).
+    """Decode PLX Spot-check Measurement 0x2A5E (PLXS 1.0.1; GSS "PLX Spot-check Measurement").
 
     Yields ``spo2`` (%) and ``heart_rate`` (/min, MDC 149530) at the Time Stamp taken as
     UTC or ``received_at``. Status bits become device-status words; "invalid measurement
@@ -187,7 +187,7 @@ def decode_plx_spot_check(
 def decode_plx_continuous(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode PLX Continuous Measurement 0x2A5F (PLXS 1.0.1 section 3.2; GSS 3.173).
+    """Decode PLX Continuous Measurement 0x2A5F (PLXS 1.0.1; GSS "PLX Continuous Measurement").
 
     Yields ``spo2`` and ``heart_rate`` (MDC 149530) from SpO2PR-Normal at ``received_at``;
     the Fast and Slow averages stay in ``fields``. Status handling as for 0x2A5E.

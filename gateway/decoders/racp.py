@@ -1,7 +1,7 @@
 """Record Access Control Point (0x2A52): requests the gateway writes, responses it receives.
 
-Op codes, operators and response codes from GLS 1.0.1 section 3.4 (also used by CGMS and
-PLXS) and GSS 3.178 "Record Access Control Point". A request is Op Code uint8, Operator
+Op codes, operators and response codes from GLS 1.0.1 (also used by CGMS and
+PLXS) and GSS "Record Access Control Point". A request is Op Code uint8, Operator
 uint8, then an operand (for a filtered request: Filter Type uint8 and the filter value).
 A response is Op Code 5 (Number of Stored Records Response, operand uint16) or 6 (Response
 Code: request op code uint8, response code uint8), always with the Null operator.
@@ -18,7 +18,7 @@ from gateway.errors import DecodeError
 
 
 class OpCode(enum.IntEnum):
-    """RACP op codes (GLS 3.4.1)."""
+    """RACP op codes (GLS)."""
 
     REPORT_STORED_RECORDS = 1
     DELETE_STORED_RECORDS = 2
@@ -29,7 +29,7 @@ class OpCode(enum.IntEnum):
 
 
 class Operator(enum.IntEnum):
-    """RACP operators (GLS 3.4.2)."""
+    """RACP operators (GLS)."""
 
     NULL = 0
     ALL_RECORDS = 1
@@ -41,7 +41,7 @@ class Operator(enum.IntEnum):
 
 
 class ResponseCode(enum.IntEnum):
-    """RACP response codes (GLS 3.4.4)."""
+    """RACP response codes (GLS)."""
 
     SUCCESS = 1
     OP_CODE_NOT_SUPPORTED = 2
@@ -54,7 +54,7 @@ class ResponseCode(enum.IntEnum):
     OPERAND_NOT_SUPPORTED = 9
 
 
-#: Filter Type for sequence numbers (GLS 3.4.3; CGMS uses 1 for Time Offset)
+#: Filter Type for sequence numbers (GLS; CGMS uses 1 for Time Offset)
 FILTER_SEQUENCE_NUMBER = 0x01
 _RESPONSE_OPS = (OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE, OpCode.RESPONSE_CODE)
 
@@ -88,12 +88,12 @@ class RacpRequest:
     operand: bytes = b""
 
     def encode(self) -> bytes:
-        """The bytes to write (GLS 3.4)."""
+        """The bytes to write (GLS)."""
         return bytes((self.op_code, self.operator)) + self.operand
 
 
 def report_all_records() -> bytes:
-    """Request: report all stored records (GLS 3.4.1, op code 1, operator 1)."""
+    """Request: report all stored records (GLS, op code 1, operator 1)."""
     return RacpRequest(OpCode.REPORT_STORED_RECORDS, Operator.ALL_RECORDS).encode()
 
 
@@ -105,7 +105,7 @@ def _from_sequence(op: OpCode, sequence_number: int) -> bytes:
 
 
 def report_records_from(sequence_number: int) -> bytes:
-    """Request: report records with sequence number >= ``sequence_number`` (GLS 3.4.3)."""
+    """Request: report records with sequence number >= ``sequence_number`` (GLS)."""
     return _from_sequence(OpCode.REPORT_STORED_RECORDS, sequence_number)
 
 
@@ -118,7 +118,7 @@ def report_number_of_records(from_sequence_number: int | None = None) -> bytes:
 
 
 def abort_operation() -> bytes:
-    """Request: abort the running procedure (GLS 3.4.1, op code 3, Null operator)."""
+    """Request: abort the running procedure (GLS, op code 3, Null operator)."""
     return RacpRequest(OpCode.ABORT_OPERATION, Operator.NULL).encode()
 
 
@@ -170,7 +170,7 @@ class RacpResponse:
 
 
 def decode_racp_response(data: bytes) -> RacpResponse:
-    """Parse a response indicated on the RACP (GLS 3.4; GSS 3.178).
+    """Parse a response indicated on the RACP (GLS 1.0.1; GSS "Record Access Control Point").
 
     The Number of Stored Records operand is a uint16 by the specification; 1- and 4-byte
     operands seen in the field are accepted too, since the count stays unambiguous.
@@ -205,7 +205,7 @@ def decode_racp_response(data: bytes) -> RacpResponse:
 
 
 def decode_racp(data: bytes, received_at: datetime, device: DeviceContext | None = None) -> Decoded:
-    """Decode an indication on Record Access Control Point 0x2A52 (GLS 3.4; GSS 3.178).
+    """Decode an indication on Record Access Control Point 0x2A52 (GLS 1.0.1; GSS RACP).
 
     Fields: op_code, op_code_name, number_of_records (op code 5), request_op_code,
     request_op_code_name, response_code, response (in words), success. No readings.

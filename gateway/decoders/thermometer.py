@@ -1,8 +1,8 @@
 """Health Thermometer Service: Temperature Measurement (0x2A1C), Intermediate Temperature
 (0x2A1E).
 
-Layout from the Health Thermometer Service specification (HTS 1.0, section 3.1/3.3) and
-GSS 3.221 "Temperature Measurement": Flags uint8 (bit 0 Fahrenheit, bit 1 Time Stamp
+Layout from the Health Thermometer Service specification (HTS 1.0) and
+GSS "Temperature Measurement": Flags uint8 (bit 0 Fahrenheit, bit 1 Time Stamp
 present, bit 2 Temperature Type present), Temperature Measurement Value FLOAT, Time Stamp,
 Temperature Type uint8.
 """
@@ -22,7 +22,7 @@ from gateway.decoders._base import (
 from gateway.decoders._time import DATE_TIME_SIZE
 from wardwatch.reading import Reading
 
-#: GSS 3.222 Temperature Type
+#: GSS Temperature Type
 TEMPERATURE_TYPES = {
     1: "armpit",
     2: "body (general)",
@@ -77,7 +77,7 @@ def _decode(data: bytes, received_at: datetime, characteristic: str) -> Decoded:
 def decode_temperature_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Temperature Measurement 0x2A1C (HTS 1.0 section 3.1; GSS 3.221).
+    """Decode Temperature Measurement 0x2A1C (HTS 1.0; GSS "Temperature Measurement").
 
     Yields one ``body_temperature`` reading in Cel or [degF] as sent (a FLOAT special
     value becomes its data-absent reason), at the Time Stamp taken as UTC or
@@ -90,9 +90,10 @@ def decode_temperature_measurement(
 def decode_intermediate_temperature(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Intermediate Temperature 0x2A1E (HTS 1.0 section 3.3): same layout as 0x2A1C.
+    """Decode Intermediate Temperature 0x2A1E (HTS 1.0; GSS "Intermediate Temperature").
 
-    Intermediate values show a measurement in progress; they yield no readings.
+    Same layout as 0x2A1C. Intermediate values show a measurement in progress; they yield
+    no readings.
     """
     del device
     return _decode(data, received_at, "2A1E")

@@ -1,7 +1,7 @@
 """Weight Scale Service: Weight Measurement (0x2A9D), Weight Scale Feature (0x2A9E).
 
-Layouts from the Weight Scale Service specification (WSS 1.0, section 3.1/3.2) and the
-GATT Specification Supplement (GSS 3.264 "Weight Measurement", 3.265 "Weight Scale
+Layouts from the Weight Scale Service specification (WSS 1.0) and the
+GATT Specification Supplement (GSS "Weight Measurement", "Weight Scale
 Feature"). Weight is a uint16 in 0.005 kg (SI) or 0.01 lb (imperial); BMI a uint16 in 0.1
 kg/m2; height a uint16 in 0.001 m (SI) or 0.1 in (imperial).
 """
@@ -22,7 +22,7 @@ from gateway.decoders._time import DATE_TIME_SIZE
 from gateway.errors import DecodeError
 from wardwatch.reading import Reading
 
-#: WSS 3.1.1.2: a weight of 0xFFFF means "Measurement Unsuccessful"
+#: WSS: a weight of 0xFFFF means "Measurement Unsuccessful"
 MEASUREMENT_UNSUCCESSFUL = 0xFFFF
 UNKNOWN_USER = 0xFF
 
@@ -46,7 +46,7 @@ def user_note(user: int | None) -> tuple[tuple[str, str], ...]:
 def decode_weight_measurement(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Weight Measurement 0x2A9D (WSS 1.0 section 3.1; GSS 3.264).
+    """Decode Weight Measurement 0x2A9D (WSS 1.0; GSS "Weight Measurement").
 
     Yields ``body_weight`` (kg or [lb_av]) and, when present, ``bmi`` (kg/m2) and
     ``body_height`` (m or [in_i]), at the Time Stamp taken as UTC or ``received_at``.
@@ -86,7 +86,7 @@ def decode_weight_measurement(
         "user_id": user,
         "bmi": bmi,
         "height": height,
-        "height_unit": length_unit if raw_height is not None else None,
+        "height_unit": None if height is None else length_unit,
     }
     at, notes = measurement_time(stamp, received_at)
     notes += user_note(user)
@@ -105,7 +105,7 @@ def decode_weight_measurement(
     return Decoded("2A9D", tuple(readings), frozen(fields))
 
 
-#: WSS 3.2.1 Weight Measurement Resolution code -> (kg, lb)
+#: WSS Weight Measurement Resolution code -> (kg, lb)
 WEIGHT_RESOLUTIONS = {
     1: (0.5, 1.0),
     2: (0.2, 0.5),
@@ -115,14 +115,14 @@ WEIGHT_RESOLUTIONS = {
     6: (0.01, 0.02),
     7: (0.005, 0.01),
 }
-#: WSS 3.2.1 Height Measurement Resolution code -> (m, in)
+#: WSS Height Measurement Resolution code -> (m, in)
 HEIGHT_RESOLUTIONS = {1: (0.01, 1.0), 2: (0.005, 0.5), 3: (0.001, 0.1)}
 
 
 def decode_weight_scale_feature(
     data: bytes, received_at: datetime, device: DeviceContext | None = None
 ) -> Decoded:
-    """Decode Weight Scale Feature 0x2A9E (WSS 1.0 section 3.2; GSS 3.265): uint32 bits.
+    """Decode Weight Scale Feature 0x2A9E (WSS 1.0; GSS "Weight Scale Feature"): uint32 bits.
 
     Fields: features_raw, timestamp_supported, multiple_users_supported, bmi_supported,
     weight_resolution_code / weight_resolution_kg / weight_resolution_lb and

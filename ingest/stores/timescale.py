@@ -344,6 +344,9 @@ class TimescaleStore:
             )
             cur.execute("SELECT version FROM schema_migrations")
             applied = {int(v) for (v,) in cur.fetchall()}
+            newer = applied - {m.version for m in known}
+            if newer:  # a newer release migrated this database (rolling upgrade)
+                log.warning("database %s has schema versions %s unknown here", self.where, newer)
             pending = [m for m in known if m.version not in applied]
             if not pending:
                 return False
