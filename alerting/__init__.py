@@ -13,6 +13,8 @@ Public API:
   :class:`~alerting.notify.AppriseNotifier`, :class:`~alerting.notify.ConsoleNotifier` and
   :class:`~alerting.notify.RecordingNotifier`; :class:`~alerting.notify.DeliveryResult`.
 - :mod:`alerting.errors` — :class:`~alerting.errors.AlertingError` and its subclasses.
+- :mod:`alerting.wiring` — ``alerting_hook``: engine + delivery task behind ingest.
+- :mod:`alerting.report` — alerts as JSON for the CLI.
 
 Wiring (see :mod:`alerting.engine` for the threading design)::
 

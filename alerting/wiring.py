@@ -42,7 +42,4 @@ def alerting_hook(
     engine = AlertEngine(store, notifier or AppriseNotifier())
     delivery = AlertDelivery(engine)
 
-    def hook(rows: Sequence[StoredObservation]) -> None:
-        engine.process(rows)
-
-    return hook, delivery
+    return engine.on_stored, delivery
