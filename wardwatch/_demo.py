@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import signal
 import socket
 import sys
 import tempfile
@@ -130,7 +131,8 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
 
     out.write(
         f"wardwatch demo: {len(PATIENTS)} synthetic patients with simulated BLE cuffs; "
-        f"ingest on http://127.0.0.1:{port}; data in {data_dir}\n"
+        f"ingest on http://127.0.0.1:{port}; data in {data_dir}"
+        + ("\n" if args.data_dir else " (removed at exit; keep it with --data-dir)\n")
     )
     out.flush()
     started = time.monotonic()
@@ -140,12 +142,20 @@ async def _demo(args: argparse.Namespace, data_dir: Path, out: TextIO) -> dict[s
             tg.create_task(gateway.run(), name="gateway"),
             tg.create_task(measure(), name="cuffs"),
         ]
+        # Ctrl-C (or SIGTERM) ends the run like --duration does: with a summary.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
-            if args.duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - started)))
+            remaining = None
+            if args.duration is not None:
+                remaining = max(0.0, args.duration - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=remaining)
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             server.should_exit = True
             for t in tasks[1:]:
                 t.cancel()
