@@ -65,11 +65,20 @@ def stored_ids(store: Store) -> set[str]:
     return {o.identifier for o in store.observations("p-9")}
 
 
-def make_gateway(air: SimulatedAir, uplink: str, tmp_path: Path) -> Gateway:
-    return Gateway(
+def chain(
+    dsn: str, broker_url: str, tmp_path: Path
+) -> tuple[Store, MqttIngest, BloodPressureCuff, Gateway]:
+    """Store, ingest worker, a cuff in range and the gateway paired to it (not started)."""
+    store = open_store(dsn)
+    enrol(store)
+    worker = MqttIngest(IngestPipeline(store), BrokerAddress.parse(broker_url))
+    air = SimulatedAir()
+    cuff = BloodPressureCuff(CUFF)
+    air.add(cuff)
+    gateway = Gateway(
         GatewayConfig(
             gateway_id="gw-fault",
-            uplink=uplink,
+            uplink=broker_url,
             outbox_path=tmp_path / "outbox.sqlite",
             devices=(PairedDevice("cuff-9", "p-9", address=CUFF),),
             ack_timeout=2.0,
@@ -77,18 +86,13 @@ def make_gateway(air: SimulatedAir, uplink: str, tmp_path: Path) -> Gateway:
         scanner_backend=air.scanner_backend(),
         client_backend=air.client_backend(),
     )
+    return store, worker, cuff, gateway
 
 
 async def test_broker_outage_mid_stream_loses_and_duplicates_nothing(
     broker: MosquittoServer, pg_dsn: str, tmp_path: Path
 ) -> None:
-    store = open_store(pg_dsn)
-    enrol(store)
-    worker = MqttIngest(IngestPipeline(store), BrokerAddress.parse(broker.url))
-    air = SimulatedAir()
-    cuff = BloodPressureCuff(CUFF)
-    air.add(cuff)
-    gateway = make_gateway(air, broker.url, tmp_path)
+    store, worker, cuff, gateway = chain(pg_dsn, broker.url, tmp_path)
     async with running(worker.run(), gateway.run()):
         for n in range(10):
             await cuff.take_measurement(reading(n))
@@ -108,13 +112,7 @@ async def test_broker_outage_mid_stream_loses_and_duplicates_nothing(
 async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
     mosquitto: MosquittoServer, timescale: TimescaleServer, pg_dsn: str, tmp_path: Path
 ) -> None:
-    store = open_store(pg_dsn)
-    enrol(store)
-    worker = MqttIngest(IngestPipeline(store), BrokerAddress.parse(mosquitto.url))
-    air = SimulatedAir()
-    cuff = BloodPressureCuff(CUFF)
-    air.add(cuff)
-    gateway = make_gateway(air, mosquitto.url, tmp_path)
+    store, worker, cuff, gateway = chain(pg_dsn, mosquitto.url, tmp_path)
     async with running(worker.run(), gateway.run()):
         for n in range(10):
             await cuff.take_measurement(reading(n))
