@@ -149,4 +149,4 @@ def heart_rate_rows(
 
 
 def median_ms(samples: list[float]) -> float:
-    return round(statistics.median(samples) * 1000, 2)
+    return float(round(statistics.median(samples) * 1000, 2))

@@ -8,6 +8,8 @@ and the gateway sends the bundle again.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 StoredHook = Callable[[Sequence[StoredObservation]], None]
+#: How long a positive enrolment/pairing lookup is reused (seconds). Short: a re-paired
+#: device is seen within this delay; a refusal (unknown patient or device) is never cached.
+REGISTRY_TTL = 5.0
 
 
 def utcnow() -> datetime:
@@ -93,18 +98,87 @@ def stored_row(
     )
 
 
+@dataclass(slots=True)
+class BatchResult:
+    """What became of several bundles ingested in one store transaction."""
+
+    results: list[IngestResult]
+    """One per submitted bundle, in order (their ``stored``/``duplicates`` stay 0)."""
+    stored: int = 0
+    """Observations newly stored, over the whole batch."""
+    duplicates: int = 0
+    """Observations of the batch that were already stored (or repeated within it)."""
+
+
+class CachedRegistry:
+    """Enrolment and pairing lookups through the store, with positive answers reused for
+    ``ttl`` seconds (one store round trip per patient/device and period, not two per
+    observation). Negative answers are not cached, so a newly enrolled patient or paired
+    device is accepted at once; ``ttl=0`` disables the cache."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = REGISTRY_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._patients: dict[str, float] = {}
+        self._devices: dict[str, tuple[str, float]] = {}
+
+    def patient_enrolled(self, patient: str) -> bool:
+        """Is ``patient`` enrolled (cached when it is)."""
+        now = self._monotonic()
+        expires = self._patients.get(patient)
+        if expires is not None and now < expires:
+            return True
+        enrolled = self.store.get_patient(patient) is not None
+        if enrolled and self.ttl > 0:
+            with self._lock:
+                self._patients[patient] = now + self.ttl
+        return enrolled
+
+    def device_patient(self, device: str) -> str | None:
+        """The patient ``device`` is paired to (cached when there is one)."""
+        now = self._monotonic()
+        hit = self._devices.get(device)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        patient = self.store.device_patient(device)
+        if patient is not None and self.ttl > 0:
+            with self._lock:
+                self._devices[device] = (patient, now + self.ttl)
+        return patient
+
+    def clear(self) -> None:
+        """Forget every cached answer."""
+        with self._lock:
+            self._patients.clear()
+            self._devices.clear()
+
+
 class IngestPipeline:
     """Validate and store FHIR Observations; quarantine what is refused."""
 
     def __init__(
-        self, store: Store, *, clock: Clock = utcnow, on_stored: Sequence[StoredHook] = ()
+        self,
+        store: Store,
+        *,
+        clock: Clock = utcnow,
+        on_stored: Sequence[StoredHook] = (),
+        registry_ttl: float = REGISTRY_TTL,
     ) -> None:
         self.store = store
         self.clock = clock
         self.on_stored: list[StoredHook] = list(on_stored)
+        self.lookups = CachedRegistry(store, ttl=registry_ttl)
         self.registry = Registry(
-            patient_enrolled=lambda p: store.get_patient(p) is not None,
-            device_patient=store.device_patient,
+            patient_enrolled=self.lookups.patient_enrolled,
+            device_patient=self.lookups.device_patient,
         )
 
     def ingest_bundle(
@@ -113,6 +187,54 @@ class IngestPipeline:
         """Ingest a FHIR batch Bundle of Observations (as raw JSON bytes)."""
         now = self.clock()
         result = IngestResult()
+        resources = self._parse_bundle(payload, source=source, now=now, result=result)
+        if resources is not None:
+            self._ingest_resources(
+                resources, source=source, gateway=gateway, now=now, result=result
+            )
+        return result
+
+    def ingest_bundles(self, messages: Sequence[tuple[bytes, str, str | None]]) -> BatchResult:
+        """Ingest several bundles ``(payload, source, gateway)`` in one store transaction.
+
+        Each bundle is checked on its own (its refusals quarantined with its source), then
+        every accepted observation of the batch is written with one
+        ``write_observations`` call: a failure stores none of them (the caller must then
+        confirm none), success stores all. One commit per batch instead of per bundle.
+        """
+        now = self.clock()
+        batch = BatchResult(results=[])
+        rows: list[StoredObservation] = []
+        refused: list[QuarantineItem] = []
+        for payload, source, gateway in messages:
+            result = IngestResult()
+            batch.results.append(result)
+            resources = self._parse_bundle(payload, source=source, now=now, result=result)
+            if resources is None:
+                continue
+            ok, bad = self._check(resources, source=source, gateway=gateway, now=now, result=result)
+            rows.extend(ok)
+            refused.extend(bad)
+            result.accepted.extend(r.identifier for r in ok)
+        if refused:
+            log.warning("quarantined %d observations in a batch of %d", len(refused), len(messages))
+            self.store.quarantine(refused)
+        if rows:
+            batch.stored = self.store.write_observations(rows)
+            batch.duplicates = len(rows) - batch.stored
+            log.info(
+                "stored %d new observations (%d duplicates) from %d bundles",
+                batch.stored,
+                batch.duplicates,
+                len(messages),
+            )
+            self._notify(rows)
+        return batch
+
+    def _parse_bundle(
+        self, payload: bytes, *, source: str, now: datetime, result: IngestResult
+    ) -> Sequence[Any] | None:
+        """The bundle's Observation resources, or None once the whole payload is quarantined."""
         try:
             doc = orjson.loads(payload)
             if not isinstance(doc, dict):
@@ -124,12 +246,11 @@ class IngestPipeline:
             self._quarantine_whole(
                 payload, source, now, "malformed-json", f"not JSON: {exc}", result
             )
-            return result
+            return None
         except ContractError as exc:
             self._quarantine_whole(payload, source, now, exc.code, str(exc), result)
-            return result
-        self._ingest_resources(resources, source=source, gateway=gateway, now=now, result=result)
-        return result
+            return None
+        return resources
 
     def ingest_observation(self, payload: bytes, *, source: str) -> IngestResult:
         """Ingest a single FHIR Observation (as raw JSON bytes)."""
@@ -158,7 +279,7 @@ class IngestPipeline:
         self.store.quarantine([QuarantineItem(now, source, code, reason, payload)])
         result.rejected.append((None, code, reason))
 
-    def _ingest_resources(
+    def _check(
         self,
         resources: Sequence[Any],
         *,
@@ -166,7 +287,8 @@ class IngestPipeline:
         gateway: str | None,
         now: datetime,
         result: IngestResult,
-    ) -> None:
+    ) -> tuple[list[StoredObservation], list[QuarantineItem]]:
+        """Validate each resource: the rows to store and the items to quarantine."""
         rows: list[StoredObservation] = []
         refused: list[QuarantineItem] = []
         for n, resource in enumerate(resources):
@@ -191,6 +313,21 @@ class IngestPipeline:
             log.warning(
                 "quarantined %d of %d observations from %s", len(refused), len(resources), source
             )
+        return rows, refused
+
+    def _ingest_resources(
+        self,
+        resources: Sequence[Any],
+        *,
+        source: str,
+        gateway: str | None,
+        now: datetime,
+        result: IngestResult,
+    ) -> None:
+        rows, refused = self._check(
+            resources, source=source, gateway=gateway, now=now, result=result
+        )
+        if refused:
             self.store.quarantine(refused)
         if rows:
             new = self.store.write_observations(rows)
@@ -200,9 +337,12 @@ class IngestPipeline:
             log.info(
                 "stored %d new observations (%d duplicates) from %s", new, result.duplicates, source
             )
-            for hook in self.on_stored:
-                try:
-                    hook(rows)
-                except Exception:
-                    # a failing consumer must not undo or block what is already committed
-                    log.exception("on_stored hook failed")
+            self._notify(rows)
+
+    def _notify(self, rows: Sequence[StoredObservation]) -> None:
+        for hook in self.on_stored:
+            try:
+                hook(rows)
+            except Exception:
+                # a failing consumer must not undo or block what is already committed
+                log.exception("on_stored hook failed")
