@@ -33,7 +33,7 @@ CUFF = "C0:FF:EE:00:00:01"
 AT = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

@@ -97,13 +97,14 @@ async def test_broker_outage_mid_stream_loses_and_duplicates_nothing(
         for n in range(10):
             await cuff.take_measurement(reading(n))
         await wait_for(lambda: store.count_observations() == 20)
+        await wait_for(lambda: gateway.outbox.pending() == 0)  # acknowledged, not just stored
         broker.stop()
         for n in range(10, 30):  # the hub keeps reading its devices while the uplink is down
             await cuff.take_measurement(reading(n))
         await wait_for(lambda: gateway.outbox.pending() == 40)
         await asyncio.sleep(2.5)  # longer than the ack timeout: resends are attempted, and fail
         broker.start()
-        await wait_for(lambda: gateway.outbox.pending() == 0, timeout=60)
+        await wait_for(lambda: gateway.outbox.pending() == 0, timeout=120)
     assert store.count_observations() == 60
     assert stored_ids(store) == expected_ids(30)
     store.close()
@@ -123,7 +124,7 @@ async def test_database_restart_mid_stream_loses_and_duplicates_nothing(
         await asyncio.sleep(3)  # bundles arrive at ingest, fail to commit, are not acknowledged
         assert gateway.outbox.pending() > 0
         await asyncio.to_thread(timescale.start)
-        await wait_for(lambda: gateway.outbox.pending() == 0, timeout=60)
+        await wait_for(lambda: gateway.outbox.pending() == 0, timeout=120)
     assert store.count_observations() == 50
     assert stored_ids(store) == expected_ids(25)
     store.close()
