@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS record_sequence (
+    device TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
 """
 
 
@@ -156,3 +160,20 @@ class Outbox:
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name='sent'").fetchone()
             return int(row[0]) if row else 0
+
+    def last_sequence(self, device: str) -> int | None:
+        """The highest RACP record sequence number queued from ``device``, None if none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last FROM record_sequence WHERE device=?", (device,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_last_sequence(self, device: str, sequence: int) -> None:
+        """Keep ``sequence`` as ``device``'s last record sequence number if it is higher."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO record_sequence (device, last) VALUES (?, ?) "
+                "ON CONFLICT (device) DO UPDATE SET last = max(last, excluded.last)",
+                (device, sequence),
+            )

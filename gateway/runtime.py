@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.ble import BleCollector, PairedDevice
 from gateway.errors import DecodeError, GatewayError
+from gateway.mqtt_devices import MqttDeviceInput
 from gateway.outbox import Outbox
+from gateway.profiles import ProfileRegistry
 from gateway.uplink import HttpUplink, MqttUplink
 from wardwatch.fhir import observation_from_reading
 from wardwatch.mqtt import BrokerAddress
@@ -35,6 +38,8 @@ class GatewayConfig:
     heartbeat: float = 60.0
     token: str | None = None
     """Bearer token for the HTTP uplink."""
+    device_broker: str | None = None
+    """``mqtt://`` URL of the site broker MQTT devices publish to (None: no MQTT devices)."""
 
     @classmethod
     def from_toml(cls, path: str | Path) -> GatewayConfig:
@@ -49,6 +54,8 @@ class GatewayConfig:
                     patient=d["patient"],
                     address=d.get("address"),
                     name=d.get("name"),
+                    topic=d.get("topic"),
+                    profile=d.get("profile"),
                 )
                 for d in doc.get("devices", [])
             )
@@ -61,13 +68,18 @@ class GatewayConfig:
                 ack_timeout=float(gw.get("ack_timeout", 10.0)),
                 heartbeat=float(gw.get("heartbeat", 60.0)),
                 token=gw.get("token"),
+                device_broker=gw.get("device_broker"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayError(f"{path}: invalid gateway configuration ({exc!r})") from exc
 
 
 class Gateway:
-    """Composes the BLE collector, the outbox and the MQTT uplink."""
+    """Composes the device inputs (BLE, MQTT devices), the outbox and the uplink.
+
+    ``profiles`` are the device profiles (default: the packaged ones and
+    ``WARDWATCH_PROFILE_DIRS``); ``clock`` stamps readings the device does not time.
+    """
 
     def __init__(
         self,
@@ -75,8 +87,11 @@ class Gateway:
         *,
         scanner_backend: type[Any] | None = None,
         client_backend: type[Any] | None = None,
+        profiles: ProfileRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
+        self.profiles = profiles if profiles is not None else ProfileRegistry.load()
         self.outbox = Outbox(config.outbox_path)
         self.uplink: MqttUplink | HttpUplink
         if config.uplink.startswith(("http://", "https://")):
@@ -98,7 +113,20 @@ class Gateway:
             self._on_reject,
             scanner_backend=scanner_backend,
             client_backend=client_backend,
+            clock=clock,
+            profiles=self.profiles,
+            sequences=self.outbox,
         )
+        self.device_input: MqttDeviceInput | None = None
+        if config.device_broker is not None:
+            self.device_input = MqttDeviceInput(
+                BrokerAddress.parse(config.device_broker),
+                config.devices,
+                self.profiles,
+                self._on_readings,
+                self._on_reject,
+                client_id=f"wardwatch-gw-{config.gateway_id}-devices",
+            )
 
     async def _on_readings(
         self, device: PairedDevice, readings: Sequence[Reading], source: str, payload: bytes
@@ -135,6 +163,8 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.uplink.run(), name="uplink")
                 tg.create_task(self.collector.run(), name="ble")
+                if self.device_input is not None:
+                    tg.create_task(self.device_input.run(), name="mqtt-devices")
         finally:
             self.outbox.close()
 
@@ -143,8 +173,10 @@ class Gateway:
         return {
             "gateway": self.config.gateway_id,
             "connected": self.uplink.stats.connected,
-            "readings_in": self.collector.readings_in,
-            "rejected": self.collector.rejected,
+            "readings_in": self.collector.readings_in
+            + (self.device_input.readings_in if self.device_input else 0),
+            "rejected": self.collector.rejected
+            + (self.device_input.rejected if self.device_input else 0),
             "queued": self.outbox.pending(),
             "sent": self.outbox.sent(),
             "bundles_sent": self.uplink.stats.bundles_sent,

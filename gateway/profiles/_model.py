@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.decoders import DECODERS, Decoder, DeviceContext, normalize_uuid16
+from gateway.decoders import DECODERS, Decoded, Decoder, DeviceContext, normalize_uuid16
 from gateway.errors import DecodeError
 from gateway.profiles._mqtt import JsonMapping, topic_matches, topic_specificity
 from gateway.profiles._quirks import Quirks
@@ -233,6 +233,19 @@ class Profile:
         device: DeviceContext | None = None,
     ) -> tuple[Reading, ...]:
         """Readings from one characteristic value, quirks applied, standard decoder run."""
+        return self.decode_ble_value(
+            data, characteristic=characteristic, received_at=received_at, device=device
+        ).readings
+
+    def decode_ble_value(
+        self,
+        data: bytes,
+        *,
+        characteristic: str | None,
+        received_at: datetime,
+        device: DeviceContext | None = None,
+    ) -> Decoded:
+        """The whole decoded value (readings and fields), quirks applied."""
         if self.transport != "ble":
             raise DecodeError(f"profile {self.id} is an MQTT profile: give --json-payload")
         spec = self.characteristic(characteristic)
@@ -242,7 +255,7 @@ class Profile:
         decoder: Decoder = DECODERS[standard]
         fixed = spec.quirks.apply(standard, bytes(data))
         try:
-            return decoder(fixed, received_at, device or DeviceContext()).readings
+            return decoder(fixed, received_at, device or DeviceContext())
         except DecodeError as exc:
             if exc.characteristic is not None:
                 raise
