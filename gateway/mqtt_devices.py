@@ -81,16 +81,7 @@ class MqttDeviceInput:
             await asyncio.Event().wait()
         while True:
             try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    keepalive=30,
-                    tls_context=self.broker.ssl_context(),
-                ) as client:
+                async with self.broker.client(self.client_id) as client:
                     for f in filters:
                         await client.subscribe(f, qos=1)
                     self.ready.set()

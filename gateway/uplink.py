@@ -95,16 +95,8 @@ class MqttUplink:
         )
         while True:
             try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    identifier=f"wardwatch-gw-{self.gateway_id}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    will=will,
-                    keepalive=30,
-                    tls_context=self.broker.ssl_context(),
+                async with self.broker.client(
+                    f"wardwatch-gw-{self.gateway_id}", will=will
                 ) as client:
                     await client.subscribe(topics.ack_topic(self.gateway_id), qos=1)
                     await client.publish(

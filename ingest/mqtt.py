@@ -58,16 +58,7 @@ class MqttIngest:
         delay = 0.5
         while True:
             try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    username=self.broker.username,
-                    password=self.broker.password,
-                    identifier=self.client_id,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    tls_context=self.broker.ssl_context(),
-                    keepalive=30,
-                ) as client:
+                async with self.broker.client(self.client_id) as client:
                     await client.subscribe(self.subscription, qos=1)
                     log.info("ingest worker %s subscribed", self.client_id)
                     self.ready.set()

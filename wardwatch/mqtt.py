@@ -6,6 +6,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import aiomqtt
+
 from wardwatch.errors import ContractError
 
 
@@ -45,6 +47,22 @@ class BrokerAddress:
         if self.cert_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx
+
+    def client(
+        self, identifier: str, *, will: aiomqtt.Will | None = None, keepalive: int = 30
+    ) -> aiomqtt.Client:
+        """An MQTT v5 client for this broker (credentials and TLS applied)."""
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            keepalive=keepalive,
+            tls_context=self.ssl_context(),
+        )
 
     def __repr__(self) -> str:  # never print the password
         return f"BrokerAddress({self.host!r}, {self.port}, tls={self.tls})"
