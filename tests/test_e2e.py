@@ -49,7 +49,8 @@ async def running(*coros: object) -> AsyncIterator[None]:
     finally:
         for t in tasks:
             t.cancel()
-        _done, pending = await asyncio.wait(tasks, timeout=15)
+        # generous under CI load: aiomqtt alone may wait 10 s for a disconnect acknowledgement
+        _done, pending = await asyncio.wait(tasks, timeout=60)
         if pending:
             stacks = "\n".join(f"{t.get_name()}: {t.get_stack()}" for t in pending)
             raise AssertionError(f"services did not stop when cancelled:\n{stacks}")
