@@ -83,12 +83,12 @@ async def ingest_api(store: Store) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        await wait_for(lambda: server.started or task.done(), timeout=20)
+        await wait_for(lambda: server.started or task.done(), timeout=60)
         assert server.started, "uvicorn did not start"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
+        await asyncio.wait_for(task, timeout=60)
 
 
 def enrolled_store(tmp_path: Path) -> Store:
@@ -191,8 +191,8 @@ async def run_ble_profile(profile: Profile, tmp_path: Path) -> ProfilePeripheral
             url, tmp_path, PairedDevice(DEVICE, PATIENT, address=ADDRESS), air=air
         )
         async with running(gateway.run()):
-            await wait_for(lambda: store.count_observations() >= expected, timeout=30)
-            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=30)
+            await wait_for(lambda: store.count_observations() >= expected, timeout=90)
+            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=90)
             await asyncio.sleep(0.3)  # nothing more arrives
         assert gateway.collector.rejected == 0
     assert store.count_observations() == expected
@@ -244,8 +244,8 @@ async def test_mqtt_profile_end_to_end(
         async with running(gateway.run()):
             await asyncio.wait_for(gateway.device_input.ready.wait(), 15)
             await device.publish_samples()
-            await wait_for(lambda: store.count_observations() >= expected, timeout=30)
-            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=30)
+            await wait_for(lambda: store.count_observations() >= expected, timeout=90)
+            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=90)
             await asyncio.sleep(0.3)
         assert gateway.device_input.rejected == 0
     assert store.count_observations() == expected
@@ -283,7 +283,7 @@ async def test_bonding_bp_monitor_sends_nothing_before_bond_and_clock(tmp_path: 
             url, tmp_path, PairedDevice(DEVICE, PATIENT, address=ADDRESS), air=air
         )
         async with running(gateway.run()):
-            await wait_for(lambda: store.count_observations() == 2, timeout=30)
+            await wait_for(lambda: store.count_observations() == 2, timeout=90)
     assert cuff.bonded and cuff.clock_set is not None
     assert abs(cuff.clock_set - datetime.now(UTC)) < timedelta(minutes=1)
     assert_store_matches(store, profile)
@@ -321,13 +321,13 @@ async def test_racp_glucose_meter_reads_only_new_records(tmp_path: Path) -> None
     async with ingest_api(store) as url:
         gateway = gateway_for(url, tmp_path, paired, air=air)
         async with running(gateway.run()):
-            await wait_for(lambda: store.count_observations() == 1, timeout=30)
+            await wait_for(lambda: store.count_observations() == 1, timeout=90)
             assert after(0)[0] is None  # first contact: all records
             # the meter takes two readings; the hub reconnects and asks for >= 8
             meter.add_record(glucora_record(8))
             meter.add_record(glucora_record(9))
-            await wait_for(lambda: store.count_observations() == 3, timeout=30)
-            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=30)
+            await wait_for(lambda: store.count_observations() == 3, timeout=90)
+            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=90)
             await wait_for(lambda: gateway.outbox.last_sequence(DEVICE) == 9, timeout=10)
         assert 8 in after(1)
         # a new gateway process on the same outbox resumes after 9
@@ -335,7 +335,7 @@ async def test_racp_glucose_meter_reads_only_new_records(tmp_path: Path) -> None
         meter.add_record(glucora_record(10))
         gateway = gateway_for(url, tmp_path, paired, air=air)
         async with running(gateway.run()):
-            await wait_for(lambda: store.count_observations() == 4, timeout=30)
+            await wait_for(lambda: store.count_observations() == 4, timeout=90)
         assert after(seen)[0] == 10
     assert meter.sent_sequences() == [7, 8, 9, 10]  # nothing sent twice, nothing skipped
     values = sorted((r.at, r.value) for r in stored_readings(store))
