@@ -28,6 +28,7 @@ from bleak.uuids import normalize_uuid_str
 
 from gateway.decoders import (
     NO_CONTEXT,
+    Decoded,
     DeviceContext,
     RacpResponse,
     decode_characteristic,
@@ -386,17 +387,16 @@ class BleCollector:
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
             return
-        try:
-            decoded = session.profile.decode_ble_value(
+        decoded = await self._hand_on(
+            paired,
+            uuid,
+            payload,
+            lambda: session.profile.decode_ble_value(
                 payload, characteristic=uuid, received_at=received_at, device=session.context
-            )
-        except DecodeError as exc:
-            self.rejected += 1
-            await self.on_reject(paired, uuid, payload, exc)
+            ),
+        )
+        if decoded is None:
             return
-        self.readings_in += len(decoded.readings)
-        if decoded.readings:
-            await self.on_readings(paired, decoded.readings, uuid, payload)
         sequence = decoded.fields.get("sequence_number")
         if uuid in SEQUENCED and isinstance(sequence, int):
             # after the readings are durably queued: a crash re-reads, never skips
@@ -407,14 +407,26 @@ class BleCollector:
     ) -> Callable[[Any, bytearray], Awaitable[None]]:
         async def handle(_sender: Any, data: bytearray) -> None:
             payload = bytes(data)
-            try:
-                decoded = decode_characteristic(char, payload, received_at=self.clock())
-            except DecodeError as exc:
-                self.rejected += 1
-                await self.on_reject(paired, char, payload, exc)
-                return
-            self.readings_in += len(decoded.readings)
-            if decoded.readings:
-                await self.on_readings(paired, decoded.readings, char, payload)
+            await self._hand_on(
+                paired,
+                char,
+                payload,
+                lambda: decode_characteristic(char, payload, received_at=self.clock()),
+            )
 
         return handle
+
+    async def _hand_on(
+        self, paired: PairedDevice, char: str, payload: bytes, decode: Callable[[], Decoded]
+    ) -> Decoded | None:
+        """Decode a value and hand its readings on; quarantine it if it cannot be decoded."""
+        try:
+            decoded = decode()
+        except DecodeError as exc:
+            self.rejected += 1
+            await self.on_reject(paired, char, payload, exc)
+            return None
+        self.readings_in += len(decoded.readings)
+        if decoded.readings:
+            await self.on_readings(paired, decoded.readings, char, payload)
+        return decoded
