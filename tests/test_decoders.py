@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,10 +51,11 @@ from gateway.decoders import (
     session_start_utc,
 )
 from gateway.errors import DecodeError
+from tests.shared import SHARED
 from wardwatch.reading import Reading
 from wardwatch.units import convert, normalize_unit
 
-VECTORS = Path(__file__).parents[1] / ".." / "shared" / "vectors" / "ble-gatt.json"
+VECTORS = SHARED / "vectors" / "ble-gatt.json"
 RECEIVED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SESSION_START = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
 

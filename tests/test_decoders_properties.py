@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.observation import Observation
@@ -35,9 +34,10 @@ from gateway.decoders import (
     normalize_uuid16,
 )
 from gateway.errors import DecodeError
+from tests.shared import SHARED
 from wardwatch.fhir import observation_from_reading
 
-VECTORS = Path(__file__).parents[1] / ".." / "shared" / "vectors" / "ble-gatt.json"
+VECTORS = SHARED / "vectors" / "ble-gatt.json"
 RECEIVED = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SESSION_START = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
 CONTEXTS = (
