@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import aiomqtt
 
-from gateway.ble import PairedDevice, ReadingsHandler, RejectHandler
+from gateway.ble import DeviceRecorder, PairedDevice, ReadingsHandler, RejectHandler
 from gateway.errors import DecodeError
 from gateway.profiles import Profile, ProfileRegistry
 from gateway.profiles._mqtt import topic_matches
@@ -39,6 +40,8 @@ class MqttDeviceInput:
         *,
         client_id: str = "wardwatch-gw-devices",
         reconnect_delay: float = 1.0,
+        record: DeviceRecorder | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.broker = broker
         self.devices = [d for d in devices if d.topic is not None]
@@ -47,17 +50,28 @@ class MqttDeviceInput:
         self.on_reject = on_reject
         self.client_id = client_id
         self.reconnect_delay = reconnect_delay
+        #: where paired devices' messages are recorded, with ``clock``'s time (None: not)
+        self.record = record
+        self.clock = clock
         #: set while subscribed to every filter
         self.ready = asyncio.Event()
         self.messages_in = 0
         self.readings_in = 0
         self.rejected = 0
         self.ignored = 0
+        #: messages handled to the end (handed on, rejected or ignored)
+        self.handled = 0
 
     def filters(self) -> list[str]:
         """The topic filters subscribed to: every MQTT profile's and every device's."""
         found = {p.mqtt.topic for p in self.profiles if p.mqtt is not None}
-        found |= {d.topic for d in self.devices if d.topic is not None}
+        for d in self.devices:
+            # A broker delivers a message once per matching subscription: a device topic a
+            # profile's filter already covers would arrive twice.
+            if d.topic is not None and not any(
+                not _has_wildcard(d.topic) and topic_matches(f, d.topic) for f in found
+            ):
+                found.add(d.topic)
         return sorted(found)
 
     def device_for(self, topic: str) -> PairedDevice | None:
@@ -98,12 +112,20 @@ class MqttDeviceInput:
     async def handle(self, topic: str, payload: bytes) -> None:
         """One message: find its device and profile, decode, hand on."""
         self.messages_in += 1
+        try:
+            await self._handle(topic, payload)
+        finally:
+            self.handled += 1
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
         device = self.device_for(topic)
         if device is None:
             self.ignored += 1
             log.debug("message on %s from no paired device: ignored", topic)
             return
         source = f"mqtt:{topic}"
+        if self.record is not None:
+            self.record.message(device, self.clock(), topic, payload)
         profile = self.profile_for(device, topic)
         if profile is None:
             self.ignored += 1
@@ -117,3 +139,7 @@ class MqttDeviceInput:
             return
         self.readings_in += len(readings)
         await self.on_readings(device, readings, source, payload)
+
+
+def _has_wildcard(topic: str) -> bool:
+    return "+" in topic.split("/") or "#" in topic.split("/")

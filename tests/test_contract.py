@@ -80,6 +80,34 @@ def test_vocabulary_matches_shared_code_map() -> None:
             "/min",
             time_correction=TimeCorrection(AT - timedelta(days=400), AT),
         ),
+        Reading(
+            "spo2",
+            AT,
+            97,
+            "%",
+            time_correction=TimeCorrection(AT - timedelta(seconds=20), AT, corrected=False),
+        ),
+        Reading(
+            "body_weight",
+            AT,
+            81.5,
+            "kg",
+            time_correction=TimeCorrection(
+                datetime(2000, 1, 1, 0, 7, tzinfo=UTC),
+                AT,
+                corrected=False,
+                fault="device clock not set (reads 2000-01-01T00:07:00Z)",
+            ),
+        ),
+        Reading(
+            "body_temperature",
+            AT,
+            37.0,
+            "Cel",
+            time_correction=TimeCorrection(
+                None, AT, corrected=False, fault="device clock does not know the date"
+            ),
+        ),
     ],
     ids=lambda r: r.kind,
 )
@@ -88,7 +116,8 @@ def test_every_observation_validates_and_maps_back(r: Reading) -> None:
     Observation.model_validate(obs)
     facts = facts_from_observation(json.loads(json.dumps(obs)))
     assert facts.patient == "p-001" and facts.device == "dev-1" and facts.gateway == "gw-1"
-    assert facts.identifier == reading_id("dev-1", r.at, r.kind)
+    # identity: the time as the device reported it (the corrected time is the effective one)
+    assert facts.identifier == reading_id("dev-1", r.reported_at, r.kind)
     back = facts.reading
     assert (back.kind, back.at, back.value, back.data_absent) == (
         r.kind,
@@ -225,3 +254,22 @@ def test_units() -> None:
     with pytest.raises(UnitError):
         convert(1.0, "kg", "Cel")
     assert reading("heart_rate", 70, "bpm", AT).unit == "/min"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda o: o["contained"][0].update(code=[1]), "has no code"),
+        (lambda o: o["contained"][0]["code"].update(coding={"code": "x"}), "coding is not a list"),
+        (lambda o: o.update(contained=7), "contained is not a list"),
+        (lambda o: o.update(derivedFrom="#cts"), "derivedFrom is not a list"),
+    ],
+)
+def test_malformed_coincident_time_stamps_are_named(mutate: object, message: str) -> None:
+    corrected = Reading(
+        "heart_rate", AT, 64, "/min", time_correction=TimeCorrection(AT - timedelta(hours=2), AT)
+    )
+    obs = observation_from_reading(corrected, patient="p", device="d")
+    mutate(obs)  # type: ignore[operator]
+    with pytest.raises(ObservationError, match=message):
+        facts_from_observation(obs)

@@ -303,6 +303,34 @@ async def test_connect_to_out_of_range_device_fails(
         await BleakClient("00:11:22:33:44:55", backend=air.client_backend()).connect()
 
 
+async def test_broadcaster_is_heard_but_never_connected(air: SimulatedAir) -> None:
+    from firmware_sim.devices import BroadcastScale
+
+    scale = BroadcastScale("C0:FF:EE:00:00:5C")
+    air.add(scale)
+    scale.show_weight(70.0)
+    found = await BleakScanner.discover(timeout=0.1, return_adv=True, backend=air.scanner_backend())
+    _, adv = found[scale.address]
+    assert adv.local_name == "FS2-005C"
+    assert adv.manufacturer_data == {0xFFFF: bytes.fromhex("0100b036")}
+    assert scale.heard > 0
+    with pytest.raises(BleakDeviceNotFoundError):
+        await BleakClient(scale.address, backend=air.client_backend()).connect()
+    assert not scale.connected
+
+
+async def test_refused_connections_are_bleak_errors_then_succeed(
+    air: SimulatedAir, cuff: BloodPressureCuff
+) -> None:
+    cuff.refuse_connections = 1
+    with pytest.raises(BleakError, match="failed to be established"):
+        await BleakClient(CUFF_ADDRESS, backend=air.client_backend()).connect()
+    assert not cuff.connected
+    async with BleakClient(CUFF_ADDRESS, backend=air.client_backend()) as client:
+        assert client.is_connected
+    assert cuff.refuse_connections == 0
+
+
 async def test_connected_peripheral_stops_advertising(air: SimulatedAir) -> None:
     async with BleakClient(CUFF_ADDRESS, backend=air.client_backend()):
         assert await BleakScanner.discover(timeout=0.05, backend=air.scanner_backend()) == []

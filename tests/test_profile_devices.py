@@ -22,9 +22,13 @@ from bleak import BleakClient
 from bleak.exc import BleakError
 from fhir.resources.R4B.observation import Observation
 
-from firmware_sim.ble import SimulatedAir
+from firmware_sim.ble import SimulatedAir, SimulatedPeripheral
 from firmware_sim.mqtt_devices import SimulatedMqttDevice
-from firmware_sim.profile_devices import ProfilePeripheral, peripheral_for_profile
+from firmware_sim.profile_devices import (
+    AdvertisingProfilePeripheral,
+    ProfilePeripheral,
+    peripheral_for_profile,
+)
 from gateway.ble import PairedDevice, uuid16
 from gateway.decoders import DeviceContext, Operator, decode_racp_request
 from gateway.profiles import Advertisement, Profile, ProfileRegistry
@@ -41,6 +45,7 @@ from wardwatch.store import CareTeam, Patient, Store
 
 REGISTRY = ProfileRegistry.load(env={})
 BLE_PROFILES = [p for p in REGISTRY if p.transport == "ble"]
+ADVERTISING_PROFILES = [p for p in REGISTRY if p.transport == "ble-advertisement"]
 MQTT_PROFILES = [p for p in REGISTRY if p.transport == "mqtt"]
 ADDRESS = "C0:DE:00:00:00:01"
 PATIENT = "p-prof"
@@ -202,8 +207,37 @@ async def run_ble_profile(profile: Profile, tmp_path: Path) -> ProfilePeripheral
 
 
 def test_every_shipped_profile_is_covered() -> None:
-    assert len(BLE_PROFILES) + len(MQTT_PROFILES) == len(REGISTRY) >= 14
-    assert MQTT_PROFILES and BLE_PROFILES
+    covered = len(BLE_PROFILES) + len(ADVERTISING_PROFILES) + len(MQTT_PROFILES)
+    assert covered == len(REGISTRY) >= 15
+    assert MQTT_PROFILES and BLE_PROFILES and ADVERTISING_PROFILES
+
+
+@pytest.mark.parametrize("profile", ADVERTISING_PROFILES, ids=lambda p: p.id)
+async def test_advertising_profile_end_to_end(profile: Profile, tmp_path: Path) -> None:
+    """Each valid sample is advertised several times; each is stored exactly once."""
+    store = enrolled_store(tmp_path)
+    air = SimulatedAir(advertising_interval=0.01)
+    broadcaster = peripheral_for_profile(profile, ADDRESS)
+    assert isinstance(broadcaster, AdvertisingProfilePeripheral)
+    air.add(broadcaster)
+    expected = len(decoded_samples(profile))
+    last = len(broadcaster.payloads) - 1
+    async with ingest_api(store) as url:
+        gateway = gateway_for(
+            url, tmp_path, PairedDevice(DEVICE, PATIENT, address=ADDRESS), air=air
+        )
+        async with running(gateway.run()):
+            await wait_for(lambda: store.count_observations() >= expected, timeout=90)
+            await wait_for(lambda: gateway.outbox.pending() == 0, timeout=90)
+            # the last payload keeps repeating: still one reading
+            await wait_for(lambda: broadcaster.heard > (last + 3) * broadcaster.repeats)
+        assert gateway.collector.rejected == 0
+        assert gateway.collector.readings_in == expected
+    assert not broadcaster.connected
+    assert REGISTRY.match_ble(_advertisement(broadcaster)) is profile
+    assert store.count_observations() == expected
+    assert_store_matches(store, profile)
+    store.close()
 
 
 @pytest.mark.parametrize("profile", BLE_PROFILES, ids=lambda p: p.id)
@@ -217,7 +251,7 @@ async def test_ble_profile_end_to_end(profile: Profile, tmp_path: Path) -> None:
     assert bool(peripheral.racp_requests) == ("racp" in steps)
 
 
-def _advertisement(peripheral: ProfilePeripheral) -> Advertisement:
+def _advertisement(peripheral: SimulatedPeripheral) -> Advertisement:
     return Advertisement(
         peripheral.local_name,
         frozenset(uuid16(u) for u in peripheral.advertised_service_uuids),

@@ -3,8 +3,16 @@
 Pure functions over plain ``dict`` documents: the hot path never builds pydantic models.
 Tests validate every produced document with the ``fhir.resources`` R4B models.
 
-Identity: an Observation's ``id`` and its ``identifier`` derive from (device, effective time,
-kind), so a reading sent twice, through any path, is the same resource and is stored once.
+Identity: an Observation's ``id`` and its ``identifier`` derive from (device, time as the
+device reported it, kind), so a reading sent twice, through any path, is the same resource
+and is stored once — even when the hub corrected its time differently each time (PHD IG:
+the identifier uses the time stamp as reported by the device).
+
+Time: a reading whose device clock the hub measured carries the PHD IG coincident time
+stamp as a contained Observation (MDC_ATTR_TIME_ABS) it is ``derivedFrom``; its
+``effectiveDateTime`` is the corrected time; a ``time-corrected`` note says a correction was
+applied, a ``time-fault`` note (and the coincident time stamp's data-absent reason) that the
+device's time cannot be trusted.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from wardwatch.errors import ObservationError
+from wardwatch.errors import ContractError, ObservationError
 from wardwatch.reading import Component, Reading, TimeCorrection
 from wardwatch.units import UCUM_SYSTEM
 from wardwatch.vocabulary import (
@@ -35,13 +43,18 @@ PHD_CATEGORY_SYSTEM = "http://hl7.org/fhir/uv/phd/CodeSystem/PhdObservationCateg
 DATA_ABSENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 GATEWAY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
-COINCIDENT_TIME_EXTENSION = (
-    "http://hl7.org/fhir/uv/phd/StructureDefinition/CoincidentTimeStampReference"
+COINCIDENT_TIME_PROFILE = (
+    "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCoincidentTimeStampObservation"
 )
+#: MDC_ATTR_TIME_ABS: the code of the PHD IG coincident time stamp Observation
+MDC_ATTR_TIME_ABS = "67975"
+#: the local id of the contained coincident time stamp an Observation is derived from
+COINCIDENT_TIME_ID = "coincident-time"
 IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
 # Namespace for reading identifiers: uuid5(NAMESPACE_URL, "urn:wardwatch:reading").
 READING_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wardwatch:reading")
 TIME_CORRECTION_NOTE = "time-corrected"
+TIME_FAULT_NOTE = "time-fault"
 
 
 def format_time(at: datetime) -> str:
@@ -64,7 +77,10 @@ def parse_time(text: str) -> datetime:
 
 
 def reading_id(device: str, at: datetime, kind: str) -> str:
-    """The stable identifier of a reading: a UUIDv5 of device, UTC time and kind."""
+    """The stable identifier of a reading: a UUIDv5 of device, UTC time and kind.
+
+    ``at`` is the time as the device reported it (:attr:`Reading.reported_at`).
+    """
     return str(uuid.uuid5(READING_NAMESPACE, f"{device}|{format_time(at)}|{kind}"))
 
 
@@ -110,7 +126,7 @@ def observation_from_reading(
 ) -> JSON:
     """Build the FHIR R4 Observation for one reading of ``device`` on ``patient``."""
     spec = lookup_kind(reading.kind)
-    rid = reading_id(device, reading.at, reading.kind)
+    rid = reading_id(device, reading.reported_at, reading.kind)
     categories: list[JSON] = [
         {
             "coding": [{"system": CATEGORY_SYSTEM, "code": spec.category}],
@@ -121,6 +137,9 @@ def observation_from_reading(
     obs: JSON = {"resourceType": "Observation", "id": rid}
     if spec.profile and spec.category == VITAL_SIGNS:
         obs["meta"] = {"profile": [spec.profile]}
+    tc = reading.time_correction
+    if tc is not None:
+        obs["contained"] = [_coincident_time(tc, patient=patient, device=device, gateway=gateway)]
     extensions: list[JSON] = []
     if gateway is not None:
         extensions.append(
@@ -148,8 +167,7 @@ def observation_from_reading(
             for code in reading.interpretation
         ]
     notes = [{"text": f"device status: {s}"} for s in reading.device_status]
-    if reading.time_correction is not None:
-        tc = reading.time_correction
+    if tc is not None and tc.corrected and tc.device_time is not None:
         notes.append(
             {
                 "text": (
@@ -159,11 +177,49 @@ def observation_from_reading(
                 )
             }
         )
+    if tc is not None and tc.fault is not None:
+        notes.append({"text": f"{TIME_FAULT_NOTE}: {tc.fault}"})
     notes.extend({"text": f"{name}: {text}"} for name, text in reading.extra)
     if notes:
         obs["note"] = notes
     obs["device"] = {"reference": f"Device/{device}"}
+    if tc is not None:
+        obs["derivedFrom"] = [{"reference": f"#{COINCIDENT_TIME_ID}"}]
     return obs
+
+
+def _coincident_time(tc: TimeCorrection, *, patient: str, device: str, gateway: str | None) -> JSON:
+    """The PHD IG coincident time stamp: the device's clock read at the hub's time."""
+    cts: JSON = {
+        "resourceType": "Observation",
+        "id": COINCIDENT_TIME_ID,
+        "meta": {"profile": [COINCIDENT_TIME_PROFILE]},
+    }
+    if gateway is not None:
+        cts["extension"] = [
+            {"url": GATEWAY_EXTENSION, "valueReference": {"reference": f"Device/{gateway}"}}
+        ]
+    cts["status"] = "final"
+    cts["code"] = {
+        "coding": [
+            {"system": MDC_SYSTEM, "code": MDC_ATTR_TIME_ABS, "display": "MDC_ATTR_TIME_ABS"}
+        ],
+        "text": "Absolute time",
+    }
+    cts["subject"] = {"reference": f"Patient/{patient}"}
+    cts["effectiveDateTime"] = format_time(tc.hub_time)
+    if tc.fault is None and tc.device_time is not None:
+        cts["valueDateTime"] = format_time(tc.device_time)
+    else:
+        # the PHD IG's time fault: the device's time is unknown or cannot be trusted
+        cts["dataAbsentReason"] = {
+            "coding": [{"system": DATA_ABSENT_SYSTEM, "code": "unknown", "display": "Unknown"}],
+            "text": "Sensor Time Fault",
+        }
+        if tc.device_time is not None:
+            cts["note"] = [{"text": f"device clock read {format_time(tc.device_time)}"}]
+    cts["device"] = {"reference": f"Device/{device}"}
+    return cts
 
 
 def bundle(observations: Iterable[JSON], *, bundle_id: str | None = None) -> JSON:
@@ -263,7 +319,7 @@ def facts_from_observation(obs: Mapping[str, Any]) -> ObservationFacts:
         for c in i.get("coding") or []
         if isinstance(c, Mapping)
     )
-    correction = _time_correction(obs.get("note"))
+    correction = _time_correction(obs)
     if spec.components:
         comps = []
         for n, comp in enumerate(obs.get("component") or []):
@@ -295,18 +351,91 @@ def facts_from_observation(obs: Mapping[str, Any]) -> ObservationFacts:
     return ObservationFacts(identifier, patient, device, gateway, reading)
 
 
-def _time_correction(notes: object) -> TimeCorrection | None:
+def _note_texts(notes: object) -> list[str]:
     if not isinstance(notes, list):
-        return None
-    for note in notes:
-        text = note.get("text") if isinstance(note, Mapping) else None
-        if isinstance(text, str) and text.startswith(TIME_CORRECTION_NOTE + ":"):
+        return []
+    return [
+        text
+        for note in notes
+        if isinstance(note, Mapping) and isinstance(text := note.get("text"), str)
+    ]
+
+
+def _corrected_note(texts: Sequence[str]) -> TimeCorrection | None:
+    for text in texts:
+        if text.startswith(TIME_CORRECTION_NOTE + ":"):
             words = text.split()
             try:
                 return TimeCorrection(parse_time(words[3]), parse_time(words[7]))
             except (IndexError, ObservationError):
                 raise ObservationError(f"malformed time-correction note {text!r}") from None
     return None
+
+
+def _as_list(value: object, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ObservationError(f"{where} is not a list")
+    return value
+
+
+def _contained_coincident_time(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    refs = {
+        d.get("reference")
+        for d in _as_list(obs.get("derivedFrom"), "Observation.derivedFrom")
+        if isinstance(d, Mapping) and isinstance(d.get("reference"), str)
+    }
+    for res in _as_list(obs.get("contained"), "Observation.contained"):
+        if (
+            isinstance(res, Mapping)
+            and res.get("resourceType") == "Observation"
+            and f"#{res.get('id')}" in refs
+        ):
+            code = res.get("code")
+            if not isinstance(code, Mapping):
+                raise ObservationError("contained coincident time stamp has no code")
+            codes = _as_list(code.get("coding"), "contained Observation.code.coding")
+            if any(
+                isinstance(c, Mapping)
+                and c.get("system") == MDC_SYSTEM
+                and c.get("code") == MDC_ATTR_TIME_ABS
+                for c in codes
+            ):
+                return res
+    return None
+
+
+def _time_correction(obs: Mapping[str, Any]) -> TimeCorrection | None:
+    """The coincident time stamp an Observation derives from, with how it was used."""
+    texts = _note_texts(obs.get("note"))
+    cts = _contained_coincident_time(obs)
+    if cts is None:
+        return _corrected_note(texts)  # written before the coincident time stamp was
+    hub_text = cts.get("effectiveDateTime")
+    if not isinstance(hub_text, str):
+        raise ObservationError("coincident time stamp has no effectiveDateTime")
+    hub = parse_time(hub_text)
+    value = cts.get("valueDateTime")
+    device = parse_time(value) if isinstance(value, str) else None
+    fault = next(
+        (t.split(":", 1)[1].strip() for t in texts if t.startswith(TIME_FAULT_NOTE + ":")), None
+    )
+    if device is None:
+        for text in _note_texts(cts.get("note")):
+            if text.startswith("device clock read "):
+                device = parse_time(text.removeprefix("device clock read "))
+        if fault is None:
+            fault = "Sensor Time Fault"
+    corrected = _corrected_note(texts)
+    if corrected is not None and fault is None:
+        if (corrected.device_time, corrected.hub_time) != (device, hub):
+            raise ObservationError("time-correction note disagrees with the coincident time stamp")
+        return corrected
+    try:
+        return TimeCorrection(device, hub, corrected=False, fault=fault)
+    except ContractError as exc:
+        raise ObservationError(f"coincident time stamp: {exc}") from None
 
 
 def observations_in_bundle(doc: Mapping[str, Any]) -> Sequence[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from wardwatch.errors import ContractError
 from wardwatch.units import normalize_unit
@@ -49,17 +49,48 @@ class Component:
 
 @dataclass(frozen=True, slots=True)
 class TimeCorrection:
-    """How a device's clock was corrected against the hub's (PHD IG coincident time stamp)."""
+    """A device clock measured against the hub's: the PHD IG coincident time stamp.
 
-    device_time: datetime
-    """What the device's clock said at the moment the hub read it."""
+    ``corrected`` says whether the reading's effective time had the offset added (its
+    time stamp came from the measured clock); ``fault`` says why the device's time cannot
+    be trusted (clock not set, unreadable, absurd), in which case the effective time is the
+    device's own, uncorrected, and the reading must not be stored as if it were true.
+    """
+
+    device_time: datetime | None
+    """What the device's clock said at the moment the hub read it (None: not known)."""
     hub_time: datetime
     """The hub's clock at that same moment."""
+    corrected: bool = True
+    fault: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("device_time", "hub_time"):
+            at = getattr(self, name)
+            if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+                raise ContractError(f"time correction: {name} {at!r} has no time zone")
+        if self.fault is None and self.device_time is None:
+            raise ContractError("time correction without a device time must name a fault")
+        if self.fault is not None and self.corrected:
+            raise ContractError("a faulty device clock cannot correct a time")
+
+    @property
+    def offset(self) -> timedelta | None:
+        """Hub time minus device time (None when the device time is not known)."""
+        if self.device_time is None:
+            return None
+        return self.hub_time - self.device_time
 
     @property
     def offset_seconds(self) -> float:
-        """Hub time minus device time: added to device-stamped times to correct them."""
-        return (self.hub_time - self.device_time).total_seconds()
+        """Hub time minus device time in seconds: added to device-stamped times to correct them."""
+        offset = self.offset
+        return 0.0 if offset is None else offset.total_seconds()
+
+    @property
+    def trusted(self) -> bool:
+        """False when the device's time cannot be trusted (a PHD IG time fault)."""
+        return self.fault is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +144,18 @@ class Reading:
             if c.kind == name:
                 return c
         return None
+
+    @property
+    def reported_at(self) -> datetime:
+        """The time as the device reported it, before any correction (the identity's time).
+
+        A reading the device sends again later, after its clock was set, keeps its
+        identity although the correction the hub applies to it may differ.
+        """
+        tc = self.time_correction
+        if tc is None or not tc.corrected or tc.offset is None:
+            return self.at
+        return self.at - tc.offset
 
     def with_time(self, at: datetime, correction: TimeCorrection | None) -> Reading:
         """This reading at a corrected effective time, recording the correction."""

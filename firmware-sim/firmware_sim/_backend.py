@@ -89,7 +89,7 @@ class SimulatedBleakScanner(BaseBleakScanner):
         while True:
             for peripheral in self.air.peripherals:
                 # a peripheral stops advertising while its connection slots are full
-                if peripheral.connectable:
+                if peripheral.audible:
                     self._hear(peripheral)
             await asyncio.sleep(self.air.advertising_interval)
 
@@ -112,6 +112,7 @@ class SimulatedBleakScanner(BaseBleakScanner):
             self.call_detection_callbacks(device, advertisement)
         except Exception:
             logger.exception("detection callback failed for %s", peripheral.address)
+        peripheral.on_advertised()
 
 
 class SimulatedBleakClient(BaseBleakClient):
@@ -184,6 +185,9 @@ class SimulatedBleakClient(BaseBleakClient):
         peripheral = self.air.get(self.address)
         if peripheral is None or not peripheral.connectable:
             raise self._not_found()
+        if peripheral.refuse_connections > 0:
+            peripheral.refuse_connections -= 1
+            raise BleakError(f"{self.address}: connection failed to be established (simulated)")
         link = self._link = peripheral.accept_link(on_lost=self._on_link_lost)
         try:
             if pair and not peripheral.bonded:

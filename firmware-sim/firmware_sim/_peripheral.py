@@ -172,7 +172,10 @@ class SimulatedPeripheral:
         pairable: bool = True,
         mtu: int = 23,
         max_connections: int = 1,
+        accepts_connections: bool = True,
     ) -> None:
+        """``accepts_connections=False`` makes a broadcaster: it advertises (non-connectable
+        advertising) but refuses every connection, as advertising-only scales do."""
         address = address.upper()
         if not _ADDRESS.match(address):
             raise ValueError(f"not a Bluetooth address: {address!r}")
@@ -189,6 +192,10 @@ class SimulatedPeripheral:
         self.pairable = pairable
         self.mtu = mtu
         self.max_connections = max_connections
+        #: False for a broadcaster (non-connectable advertising)
+        self.accepts_connections = accepts_connections
+        #: fault: how many coming connection attempts fail (the link is never established)
+        self.refuse_connections = 0
         #: whether the device sends advertisements (and so can be found and connected)
         self.advertising = True
         #: whether the device holds a bond with the central
@@ -248,7 +255,20 @@ class SimulatedPeripheral:
     @property
     def connectable(self) -> bool:
         """True if a central could connect now (in range, advertising, a free slot)."""
-        return self.in_range and self.advertising and len(self._links) < self.max_connections
+        return (
+            self.in_range
+            and self.advertising
+            and self.accepts_connections
+            and len(self._links) < self.max_connections
+        )
+
+    @property
+    def audible(self) -> bool:
+        """True if a scanner hears the device now: a broadcaster whenever it advertises in
+        range, a connectable device only while it has a free connection slot."""
+        if not self.accepts_connections:
+            return self.in_range and self.advertising
+        return self.connectable
 
     def subscriber_count(self, uuid: UuidLike) -> int:
         """How many connected centrals have enabled notifications/indications on ``uuid``."""
@@ -315,6 +335,9 @@ class SimulatedPeripheral:
             logger.error("%s: device reaction failed", self.address, exc_info=error)
 
     # hooks for device models
+
+    def on_advertised(self) -> None:
+        """Called after a scanner heard one advertisement (to change the next one)."""
 
     def on_connected(self) -> None:
         """Called after a central connected."""

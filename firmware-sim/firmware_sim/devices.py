@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from firmware_sim._clock import DeviceClock
 from firmware_sim._gatt import SimulatedCharacteristic, SimulatedService, normalize_uuid
 from firmware_sim._peripheral import SimulatedPeripheral
 from firmware_sim.encoding import PressureUnit, encode_blood_pressure_measurement
@@ -26,6 +27,7 @@ __all__ = [
     "SERIAL_NUMBER",
     "BloodPressureCuff",
     "BloodPressureReading",
+    "BroadcastScale",
     "battery_service",
     "device_information_service",
 ]
@@ -46,7 +48,11 @@ BATTERY_LEVEL = normalize_uuid(0x2A19)
 
 @dataclass(frozen=True, slots=True)
 class BloodPressureReading:
-    """One cuff measurement, in the cuff's unit; ``at`` is the cuff's clock time."""
+    """One cuff measurement, in the cuff's unit; ``at`` is the cuff's clock time.
+
+    (With a cuff ``clock``, ``at`` is the true time the measurement was taken and the cuff
+    stamps it with what its own clock showed then.)
+    """
 
     systolic: float
     diastolic: float
@@ -112,12 +118,16 @@ class BloodPressureCuff(SimulatedPeripheral):
         rssi: int = -60,
         requires_bonding: bool = False,
         disconnect_after_transfer: bool = False,
+        clock: DeviceClock | None = None,
     ) -> None:
         """Create a cuff holding ``readings`` (not yet sent).
 
         ``requires_bonding`` protects the measurement characteristic (as the Blood
         Pressure Profile asks); ``disconnect_after_transfer`` makes the cuff drop the
-        connection once it has sent its stored measurements, as many cuffs do.
+        connection once it has sent its stored measurements, as many cuffs do. ``clock``
+        (a drifted or never-set :class:`~firmware_sim._clock.DeviceClock`) gives the cuff
+        a Current Time Service reporting it (a write sets it) and stamps measurements
+        with it.
         """
         compact = address.replace(":", "").upper()
         super().__init__(
@@ -151,6 +161,9 @@ class BloodPressureCuff(SimulatedPeripheral):
         self._pending = collections.deque(readings)
         self._sent: list[BloodPressureReading] = []
         self._transfer_lock = asyncio.Lock()
+        self.clock = clock
+        if clock is not None:
+            self.add_service(clock.service())
 
     @property
     def pending(self) -> tuple[BloodPressureReading, ...]:
@@ -169,7 +182,7 @@ class BloodPressureCuff(SimulatedPeripheral):
             reading.diastolic,
             reading.mean,
             unit=self.unit,
-            timestamp=reading.at,
+            timestamp=reading.at if self.clock is None else self.clock.at(reading.at),
             pulse=reading.pulse,
             user_id=reading.user_id,
             status=reading.status,
@@ -211,3 +224,52 @@ class BloodPressureCuff(SimulatedPeripheral):
                 self._sent.append(self._pending.popleft())
                 sent += 1
         return sent
+
+
+class BroadcastScale(SimulatedPeripheral):
+    """An advertising-only bathroom scale (the ``levio-fs2`` device profile).
+
+    It never accepts a connection. While its display is on it broadcasts the weight in
+    manufacturer data of company id 0xFFFF: a one-byte measurement counter, then the
+    Weight Measurement (0x2A9D) format in kilograms (0.005 kg steps, no time stamp); every
+    advertisement repeats the same bytes until the next measurement.
+    """
+
+    COMPANY_ID = 0xFFFF
+
+    def __init__(self, address: str, *, local_name: str | None = None, rssi: int = -60) -> None:
+        compact = address.replace(":", "").upper()
+        super().__init__(
+            address,
+            local_name=local_name or f"FS2-{compact[-4:]}",
+            rssi=rssi,
+            accepts_connections=False,
+        )
+        #: the measurement counter (first byte of the broadcast)
+        self.counter = 0
+        #: advertisements heard by scanners so far
+        self.heard = 0
+
+    def on_advertised(self) -> None:
+        """Count the advertisements heard (tests wait for repeats with it)."""
+        self.heard += 1
+
+    def show_weight(self, kg: float) -> bytes:
+        """Someone steps on: broadcast a new measurement (the counter moves on).
+
+        Returns the manufacturer data now advertised.
+        """
+        raw = round(kg / 0.005)
+        if not 0 <= raw < 0xFFFF:
+            raise ValueError(f"{kg} kg is outside the scale's range")
+        self.counter = (self.counter + 1) % 256
+        return self.show_raw(bytes([self.counter, 0x00]) + raw.to_bytes(2, "little"))
+
+    def show_raw(self, payload: bytes) -> bytes:
+        """Broadcast ``payload`` as it is (a firmware fault: garbage in the advertisement)."""
+        self.manufacturer_data = {self.COMPANY_ID: bytes(payload)}
+        return bytes(payload)
+
+    def display_off(self) -> None:
+        """The display goes off: the scale advertises its name only."""
+        self.manufacturer_data = {}

@@ -8,7 +8,9 @@ the device it describes:
 - its GATT table holds every characteristic of the profile in the first advertised
   service, with the properties the session asks for (``read``; ``notify``/``indicate``;
   the RACP ``write`` + ``indicate``), plus Current Time (0x2A2B, in the Current Time
-  Service 0x1805) when the session sets the clock; feature characteristics read a valid
+  Service 0x1805) when the session sets the clock or a ``clock`` (:class:`DeviceClock`:
+  drifted, or never set) is given; it reads the device's clock, and a write sets it;
+  feature characteristics read a valid
   value, CGM Session Start Time reads the samples' ``cgm_session_start``;
 - its session behaviour: a ``bond`` step makes every characteristic require bonding; a
   ``set_current_time`` step makes it send nothing until the clock is written (it
@@ -17,6 +19,14 @@ the device it describes:
   a running number) sent only in answer to an RACP request, then the RACP response;
 - otherwise it sends each characteristic's valid sample payloads, oldest first, once a
   central subscribes to it.
+
+Faults, as options of :class:`ProfilePeripheral` (see its documentation): a disconnect in
+the middle of an RACP transfer, records re-sent after a reconnect, garbage bytes on a
+measurement characteristic, an RACP that never answers.
+
+An advertising-only profile (``transport: ble-advertisement``) gets an
+:class:`AdvertisingProfilePeripheral`: a broadcaster that advertises each valid sample
+payload in its source (service or manufacturer data) a few times, one after the other.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from datetime import UTC, datetime
 
 from bleak.assigned_numbers import CharacteristicPropertyName
 
+from firmware_sim._clock import DeviceClock
 from firmware_sim._gatt import (
     SimulatedCharacteristic,
     SimulatedService,
@@ -45,7 +56,6 @@ from gateway.decoders import (
     ResponseCode,
     decode_current_time,
     decode_racp_request,
-    encode_current_time,
     encode_date_time,
 )
 from gateway.decoders.racp import FILTER_SEQUENCE_NUMBER
@@ -53,7 +63,12 @@ from gateway.errors import DecodeError
 from gateway.profiles import Profile
 from gateway.profiles._model import characteristic_key
 
-__all__ = ["ProfilePeripheral", "Record", "peripheral_for_profile"]
+__all__ = [
+    "AdvertisingProfilePeripheral",
+    "ProfilePeripheral",
+    "Record",
+    "peripheral_for_profile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +114,22 @@ def _session_start(profile: Profile) -> datetime:
 
 
 class ProfilePeripheral(SimulatedPeripheral):
-    """The simulated device a BLE profile describes (see the module documentation)."""
+    """The simulated device a BLE profile describes (see the module documentation).
+
+    Faults (each an attribute too, so a test can change it between connections):
+
+    - ``drop_after_records=N``: in the next RACP transfer the device drops the link after
+      sending N records (before the RACP response); the option then clears itself, so
+      the transfer after it completes.
+    - ``resend_after_reconnect=K``: every transfer after the first also re-sends the last
+      K records already delivered, whatever the request asked for (firmware that
+      ignores the filter's lower bound).
+    - ``garbage=b"..."``: sent once, on the first measurement characteristic, right after
+      the first record of the next transfer (or before the stored values of a device
+      without RACP); then cleared.
+    - ``racp_silent=True``: RACP requests are accepted (the write succeeds) and never
+      answered: no records, no response, no disconnect.
+    """
 
     def __init__(
         self,
@@ -108,6 +138,11 @@ class ProfilePeripheral(SimulatedPeripheral):
         *,
         local_name: str | None = None,
         disconnect_after_racp: bool = True,
+        drop_after_records: int | None = None,
+        resend_after_reconnect: int = 0,
+        garbage: bytes | None = None,
+        racp_silent: bool = False,
+        clock: DeviceClock | None = None,
     ) -> None:
         if profile.transport != "ble" or profile.ble is None:
             raise ValueError(f"profile {profile.id} is not a BLE profile")
@@ -115,8 +150,17 @@ class ProfilePeripheral(SimulatedPeripheral):
         ble = profile.ble
         steps = {s.step for s in profile.session}
         self.needs_clock = "set_current_time" in steps
+        #: the device's own clock: Current Time reports it, a write sets it; stamps of
+        #: records taken at true time t are ``device_clock.at(t)`` (tests build them so)
+        self.device_clock = clock if clock is not None else DeviceClock()
         self.uses_racp = "racp" in steps
         self.disconnect_after_racp = disconnect_after_racp
+        self.drop_after_records = drop_after_records
+        self.resend_after_reconnect = resend_after_reconnect
+        self.garbage = garbage
+        self.racp_silent = racp_silent
+        #: RACP transfers served (records sent), cut short or not
+        self.transfers = 0
         modes = {s.characteristic: s.mode for s in profile.session if s.step == "subscribe"}
         reads = {s.characteristic for s in profile.session if s.step == "read"}
         characteristics = []
@@ -137,14 +181,15 @@ class ProfilePeripheral(SimulatedPeripheral):
             )
         primary = ble.service_uuids[0] if ble.service_uuids else _VENDOR_SERVICE
         services = [SimulatedService(primary, characteristics)]
-        if self.needs_clock:
-            clock = SimulatedCharacteristic(
+        if self.needs_clock or clock is not None:
+            current_time = SimulatedCharacteristic(
                 CURRENT_TIME,
                 ["read", "write"],
-                encode_current_time(datetime(2000, 1, 1)),
+                self.device_clock.current_time(),
+                on_read=self.device_clock.current_time,
                 on_write=self._on_clock_write,
             )
-            services.append(SimulatedService(CURRENT_TIME_SERVICE, [clock]))
+            services.append(SimulatedService(CURRENT_TIME_SERVICE, [current_time]))
         manufacturer = {} if ble.manufacturer_id is None else {ble.manufacturer_id: b"\x01"}
         super().__init__(
             address,
@@ -220,6 +265,10 @@ class ProfilePeripheral(SimulatedPeripheral):
         self.run_soon(self._send_pending_task(key))
 
     async def _send_pending_task(self, key: str) -> None:
+        if self.garbage is not None and self._pending.get(key):
+            garbage, self.garbage = self.garbage, None
+            if await self.notify(key, garbage) > 0:
+                self.sent.append((key, garbage))
         await self._send_pending(key)
 
     async def _send_pending(self, key: str) -> int:
@@ -246,6 +295,8 @@ class ProfilePeripheral(SimulatedPeripheral):
 
             raise AttError(BleakGATTProtocolErrorCode.INVALID_ATTRIBUTE_VALUE_LENGTH) from exc
         self.clock_set = value.to_datetime(UTC)
+        if self.clock_set is not None:
+            self.device_clock.set(self.clock_set)
         self.characteristic(CURRENT_TIME).value = bytes(data)
 
     def _on_racp_write(self, data: bytes) -> None:
@@ -257,6 +308,9 @@ class ProfilePeripheral(SimulatedPeripheral):
         self.racp_requests.append(request)
         if self.needs_clock and self.clock_set is None:
             self.run_soon(self.disconnect())
+            return
+        if self.racp_silent:
+            logger.debug("%s: RACP request left unanswered (fault)", self.address)
             return
         self.run_soon(self._serve(request))
 
@@ -292,9 +346,24 @@ class ProfilePeripheral(SimulatedPeripheral):
         if request.op_code is not OpCode.REPORT_STORED_RECORDS:
             await self._respond(request.op_code, ResponseCode.OP_CODE_NOT_SUPPORTED)
             return
-        for record in selected:
+        if self.transfers and self.resend_after_reconnect:
+            delivered = {p for _, p in self.sent}
+            ordered = sorted(self.records, key=lambda r: r.sequence)
+            already = [r for r in ordered if r.payload in delivered]
+            selected = already[-self.resend_after_reconnect :] + selected
+        self.transfers += 1
+        drop_after, self.drop_after_records = self.drop_after_records, None
+        for n, record in enumerate(selected):
+            if drop_after is not None and n == drop_after:
+                logger.debug("%s: dropping the link mid-transfer (fault)", self.address)
+                await self.disconnect()
+                return
             if await self.notify(record.characteristic, record.payload) > 0:
                 self.sent.append((record.characteristic, record.payload))
+            if n == 0 and self.garbage is not None:
+                garbage, self.garbage = self.garbage, None
+                if await self.notify(record.characteristic, garbage) > 0:
+                    self.sent.append((record.characteristic, garbage))
         code = ResponseCode.SUCCESS if selected else ResponseCode.NO_RECORDS_FOUND
         await self._respond(request.op_code, code)
         if self.disconnect_after_racp:
@@ -307,6 +376,74 @@ class ProfilePeripheral(SimulatedPeripheral):
         await self.notify(RACP, response.encode())
 
 
+class AdvertisingProfilePeripheral(SimulatedPeripheral):
+    """A broadcaster for an advertising-only profile.
+
+    It advertises the profile's example name, service UUIDs and manufacturer id, and puts
+    each valid sample payload, in file order, in the sample's source (service data or
+    manufacturer data) for ``repeats`` advertisements; after the last it keeps repeating
+    that one. It accepts no connection.
+    """
+
+    def __init__(
+        self, profile: Profile, address: str, *, local_name: str | None = None, repeats: int = 3
+    ) -> None:
+        if profile.advertisement is None or profile.ble is None:
+            raise ValueError(f"profile {profile.id} is not an advertising-only profile")
+        if repeats < 1:
+            raise ValueError("repeats must be at least 1")
+        ble = profile.ble
+        self.profile = profile
+        self.repeats = repeats
+        self._base_manufacturer = (
+            {} if ble.manufacturer_id is None else {ble.manufacturer_id: b"\x01"}
+        )
+        #: (source, payload) of each valid sample, in file order
+        self.payloads = [
+            (
+                profile.advertisement_source(
+                    service_data=s.service_data, manufacturer_id=s.manufacturer_id
+                ),
+                bytes.fromhex(s.hex),
+            )
+            for s in profile.samples
+            if s.error is None and s.hex is not None
+        ]
+        if not self.payloads:
+            raise ValueError(f"profile {profile.id} has no valid sample to advertise")
+        super().__init__(
+            address,
+            local_name=local_name or ble.local_name_example or f"SIM-{profile.id}",
+            advertised_service_uuids=list(ble.service_uuids),
+            manufacturer_data=self._base_manufacturer,
+            accepts_connections=False,
+        )
+        #: how many advertisements were heard
+        self.heard = 0
+        self._show(0)
+
+    @property
+    def showing(self) -> int:
+        """Index of the payload advertised now."""
+        return min(self.heard // self.repeats, len(self.payloads) - 1)
+
+    def _show(self, index: int) -> None:
+        source, payload = self.payloads[index]
+        self.manufacturer_data = dict(self._base_manufacturer)
+        self.service_data = {}
+        if source.service_data is not None:
+            self.service_data = {normalize_uuid(source.service_data): payload}
+        else:
+            self.manufacturer_data[source.manufacturer_id or 0] = payload
+
+    def on_advertised(self) -> None:
+        """Move on to the next payload every ``repeats`` advertisements."""
+        self.heard += 1
+        self._show(self.showing)
+
+
 def peripheral_for_profile(profile: Profile, address: str) -> SimulatedPeripheral:
     """A simulated BLE peripheral behaving as ``profile`` describes, at ``address``."""
+    if profile.advertisement is not None:
+        return AdvertisingProfilePeripheral(profile, address)
     return ProfilePeripheral(profile, address)

@@ -36,43 +36,67 @@ def _match(p: Profile) -> str:
 
 def _quirks(p: Profile) -> str:
     out: list[str] = []
-    for c in p.characteristics:
-        q = c.quirks
+    named = [(f"0x{c.uuid}", c.quirks) for c in p.characteristics]
+    if p.advertisement is not None:
+        named += [(s.key, s.quirks) for s in p.advertisement.sources]
+    for where, q in named:
         if q.unit_override:
-            out.append(f"0x{c.uuid}: values in `{q.unit_override}` whatever the unit flag")
+            out.append(f"{where}: values in `{q.unit_override}` whatever the unit flag")
         if q.set_flags:
-            out.append(f"0x{c.uuid}: flags 0x{q.set_flags:02X} used but not set")
+            out.append(f"{where}: flags 0x{q.set_flags:02X} used but not set")
         if q.big_endian:
-            out.append(f"0x{c.uuid}: big-endian {', '.join(q.big_endian)}")
+            out.append(f"{where}: big-endian {', '.join(q.big_endian)}")
         if q.user_id_without_flag:
-            out.append(f"0x{c.uuid}: user id without its flag")
+            out.append(f"{where}: user id without its flag")
     return "; ".join(out) or "none"
+
+
+def _advertised(p: Profile) -> str:
+    if p.advertisement is None:
+        return "-"
+    out: list[str] = []
+    for s in p.advertisement.sources:
+        where = (
+            f"service data 0x{s.service_data}"
+            if s.service_data is not None
+            else f"manufacturer data 0x{s.manufacturer_id or 0:04X}"
+        )
+        header = f" after a {s.offset}-byte header" if s.offset else ""
+        out.append(f"{where}{header} as {s.decoder}")
+    window = f"repeats within {p.advertisement.repeat_window:g} s are one reading"
+    return "; ".join(out) + f" ({window})"
 
 
 def devices_markdown(profiles: Iterable[Profile]) -> str:
     """The whole page, deterministic for a given set of profiles."""
     ordered = sorted(profiles, key=lambda p: (p.transport, p.vendor.lower(), p.model.lower()))
     lines = [HEADER]
-    for transport, title in (("ble", "Bluetooth LE"), ("mqtt", "MQTT (Wi-Fi)")):
+    for transport, title, how in (
+        ("ble", "Bluetooth LE", "session"),
+        ("ble-advertisement", "Bluetooth LE, advertising only", "advertised in"),
+        ("mqtt", "MQTT (Wi-Fi)", "session"),
+    ):
         rows = [p for p in ordered if p.transport == transport]
         if not rows:
             continue
         lines += [
             f"## {title}",
             "",
-            "| vendor | model | profile id | measurements | matched by | session | quirks |",
+            f"| vendor | model | profile id | measurements | matched by | {how} | quirks |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for p in rows:
             session = ", ".join(s.describe() for s in p.session) or "-"
+            if transport == "ble-advertisement":
+                session = _advertised(p)
             cells = [
                 p.vendor,
                 p.model,
                 f"`{p.id}` v{p.version}",
                 ", ".join(p.kinds()),
                 _match(p),
-                session if transport == "ble" else "-",
-                _quirks(p) if transport == "ble" else "-",
+                session if transport != "mqtt" else "-",
+                _quirks(p) if transport != "mqtt" else "-",
             ]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         lines.append("")

@@ -13,6 +13,7 @@ import orjson
 
 from gateway.decoders import DECODERS, Decoded, Decoder, DeviceContext, normalize_uuid16
 from gateway.errors import DecodeError
+from gateway.profiles._advertisement import AdvertisementSource, AdvertisementSpec
 from gateway.profiles._mqtt import JsonMapping, topic_matches, topic_specificity
 from gateway.profiles._quirks import Quirks
 from wardwatch.reading import Reading
@@ -144,9 +145,14 @@ class Sample:
     cgm_session_start: str | None
     expect: tuple[ExpectedReading, ...] | None
     error: str | None
+    service_data: str | None = None
+    manufacturer_id: int | None = None
 
 
 DEFAULT_SAMPLE_TIME = "2024-01-01T00:00:00Z"
+
+#: transports: a connectable BLE device, a BLE device that only advertises, vendor MQTT
+BLE, BLE_ADVERTISEMENT, MQTT = "ble", "ble-advertisement", "mqtt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ class Profile:
     session: tuple[SessionStep, ...] = ()
     characteristics: tuple[CharacteristicSpec, ...] = ()
     mapping: JsonMapping | None = None
+    advertisement: AdvertisementSpec | None = None
     samples: tuple[Sample, ...] = ()
 
     @classmethod
@@ -208,6 +215,9 @@ class Profile:
                 for c in doc.get("characteristics", ())
             ),
             mapping=JsonMapping.from_doc(doc["mapping"]) if "mapping" in doc else None,
+            advertisement=AdvertisementSpec.from_doc(doc["advertisement"])
+            if "advertisement" in doc
+            else None,
             samples=tuple(_sample(s) for s in doc["samples"]),
         )
 
@@ -245,8 +255,16 @@ class Profile:
         received_at: datetime,
         device: DeviceContext | None = None,
     ) -> Decoded:
-        """The whole decoded value (readings and fields), quirks applied."""
-        if self.transport != "ble":
+        """The whole decoded value (readings and fields), quirks applied.
+
+        For an advertising-only profile ``characteristic`` names the service-data UUID of
+        the source (None: its only source).
+        """
+        if self.transport == BLE_ADVERTISEMENT:
+            return self.decode_advertisement(
+                data, service_data=characteristic, received_at=received_at
+            )
+        if self.transport != BLE:
             raise DecodeError(f"profile {self.id} is an MQTT profile: give --json-payload")
         spec = self.characteristic(characteristic)
         standard = spec.standard_uuid
@@ -260,6 +278,35 @@ class Profile:
             if exc.characteristic is not None:
                 raise
             raise DecodeError(str(exc), characteristic=spec.uuid) from exc
+
+    def advertisement_source(
+        self, *, service_data: str | None = None, manufacturer_id: int | None = None
+    ) -> AdvertisementSource:
+        """The advertised source named (the only one if neither is given)."""
+        if self.advertisement is None:
+            raise DecodeError(f"profile {self.id} does not decode advertisements")
+        return self.advertisement.source(service_data=service_data, manufacturer_id=manufacturer_id)
+
+    def decode_advertisement(
+        self,
+        data: bytes,
+        *,
+        received_at: datetime,
+        service_data: str | None = None,
+        manufacturer_id: int | None = None,
+    ) -> Decoded:
+        """One advertised value (service or manufacturer data) through its source's decoder."""
+        source = self.advertisement_source(
+            service_data=service_data, manufacturer_id=manufacturer_id
+        )
+        standard = DECODER_NAMES.get(source.decoder)
+        if standard is None:
+            raise DecodeError(f"profile {self.id}: unknown decoder {source.decoder!r}")
+        fixed = source.quirks.apply(standard, source.payload(bytes(data)))
+        try:
+            return DECODERS[standard](fixed, received_at, DeviceContext())
+        except DecodeError as exc:
+            raise DecodeError(str(exc), characteristic=source.key) from exc
 
     def decode_json(self, payload: str | bytes | object) -> tuple[Reading, ...]:
         """Readings from one vendor JSON message (text, bytes or already parsed)."""
@@ -301,6 +348,8 @@ def _sample(doc: Mapping[str, Any]) -> Sample:
             for e in expect
         ),
         error=doc.get("error"),
+        service_data=doc.get("service_data"),
+        manufacturer_id=doc.get("manufacturer_id"),
     )
 
 

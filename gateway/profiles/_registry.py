@@ -19,8 +19,14 @@ import orjson
 import yaml
 
 import gateway
-from gateway.errors import GatewayError
-from gateway.profiles._model import Advertisement, Profile
+from gateway.errors import DecodeError, GatewayError
+from gateway.profiles._model import (
+    BLE,
+    BLE_ADVERTISEMENT,
+    DECODER_NAMES,
+    Advertisement,
+    Profile,
+)
 from gateway.profiles._mqtt import topic_matches, topic_problems
 from gateway.profiles._samples import run_samples
 from wardwatch.errors import ContractError
@@ -127,6 +133,18 @@ def profile_problems(profile: Profile) -> list[str]:
             out.extend(f"characteristic {c.uuid}: {p}" for p in c.quirks.problems(standard))
     if len(set(uuids)) != len(uuids):
         out.append("a characteristic is listed twice")
+    if profile.advertisement is not None:
+        keys = [s.key for s in profile.advertisement.sources]
+        for source in profile.advertisement.sources:
+            standard = DECODER_NAMES.get(source.decoder)
+            if standard is None:
+                out.append(f"advertisement {source.key}: unknown decoder {source.decoder!r}")
+            else:
+                out.extend(
+                    f"advertisement {source.key}: {p}" for p in source.quirks.problems(standard)
+                )
+        if len(set(keys)) != len(keys):
+            out.append("an advertisement source is listed twice")
     if profile.mapping is not None:
         for m in profile.mapping.measurements:
             problem = _unit_problem(m.kind, m.unit)
@@ -160,8 +178,25 @@ def profile_problems(profile: Profile) -> list[str]:
             problem = _unit_problem(e.kind, e.unit)
             if problem:
                 out.append(f"sample {sample.name!r}: {problem}")
-        if profile.transport == "ble" and sample.hex is None:
+        if profile.transport in (BLE, BLE_ADVERTISEMENT) and sample.hex is None:
             out.append(f"sample {sample.name!r}: a BLE sample needs hex")
+        if profile.advertisement is not None:
+            if sample.characteristic is not None:
+                out.append(
+                    f"sample {sample.name!r}: an advertised sample names service_data or "
+                    "manufacturer_id, not a characteristic"
+                )
+            try:
+                profile.advertisement_source(
+                    service_data=sample.service_data, manufacturer_id=sample.manufacturer_id
+                )
+            except DecodeError as exc:
+                out.append(f"sample {sample.name!r}: {exc}")
+        elif sample.service_data is not None or sample.manufacturer_id is not None:
+            out.append(
+                f"sample {sample.name!r}: service_data / manufacturer_id are for "
+                "advertising-only profiles"
+            )
         if profile.transport == "mqtt" and sample.json is None:
             out.append(f"sample {sample.name!r}: an MQTT sample needs json")
         if sample.characteristic is not None and sample.characteristic not in uuids:
@@ -254,8 +289,6 @@ class ProfileRegistry:
         try:
             return self._profiles[profile_id]
         except KeyError:
-            from gateway.errors import DecodeError
-
             raise DecodeError(f"no device profile {profile_id!r}") from None
 
     def match_ble(self, adv: Advertisement) -> Profile | None:

@@ -39,7 +39,14 @@ def _time(text: str, what: str) -> datetime:
 
 def _decode(profile: Profile, sample: Sample) -> list[ExpectedReading]:
     received_at = _time(sample.received_at, "received_at")
-    if sample.hex is not None:
+    if sample.hex is not None and profile.advertisement is not None:
+        readings = profile.decode_advertisement(
+            bytes.fromhex(sample.hex),
+            received_at=received_at,
+            service_data=sample.service_data,
+            manufacturer_id=sample.manufacturer_id,
+        ).readings
+    elif sample.hex is not None:
         start = sample.cgm_session_start
         ctx = DeviceContext(cgm_session_start=_time(start, "cgm_session_start") if start else None)
         readings = profile.decode_ble(
