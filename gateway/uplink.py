@@ -63,6 +63,7 @@ class MqttUplink:
         max_in_flight: int = 4,
         ack_timeout: float = 10.0,
         heartbeat: float = 60.0,
+        linger: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
@@ -72,6 +73,8 @@ class MqttUplink:
         self.max_in_flight = max_in_flight
         self.ack_timeout = ack_timeout
         self.heartbeat = heartbeat
+        #: wait this long for more entries before publishing a part-full bundle (batching)
+        self.linger = linger
         self._monotonic = monotonic
         self._wakeup = asyncio.Event()
         self._in_flight: dict[str, _InFlight] = {}
@@ -83,9 +86,12 @@ class MqttUplink:
         self._wakeup.set()
 
     def _status(self, state: str) -> bytes:
-        return orjson.dumps(
-            {"gateway": self.gateway_id, "status": state, "at": fhir.format_time(datetime.now(UTC))}
-        )
+        at = fhir.format_time(datetime.now(UTC))
+        doc: dict[str, object] = {"gateway": self.gateway_id, "status": state, "at": at}
+        if state == "online":
+            # counts only (queued, dropped by reason): the backend sees a hub shedding data
+            doc.update(self.outbox.summary())
+        return orjson.dumps(doc)
 
     async def run(self) -> None:
         """Send until cancelled, reconnecting with jittered backoff."""
@@ -145,6 +151,12 @@ class MqttUplink:
             if len(self._in_flight) < self.max_in_flight:
                 busy = {s for f in self._in_flight.values() for s in f.seqs}
                 entries = await asyncio.to_thread(self.outbox.batch, self.batch_size, busy)
+                if entries and len(entries) < self.batch_size and self.linger > 0:
+                    # like Kafka's linger.ms: a device session hands readings on one by one;
+                    # a moment's wait turns many tiny bundles (publish + ack + fsync each)
+                    # into one
+                    await asyncio.sleep(self.linger)
+                    entries = await asyncio.to_thread(self.outbox.batch, self.batch_size, busy)
                 if entries:
                     await self._publish(client, entries)
                     continue
