@@ -273,24 +273,46 @@ def full_path(
         "seconds": elapsed,
         "obs_per_s": sent / elapsed,
         "bundles_per_worker": [line.rsplit(" ", 1)[-1] for line in worker_out],
+        # CPU the worker processes used (all threads, after start-up) per observation:
+        # what ingest itself costs, whatever else the machine is doing
+        "worker_cpu_us_per_obs": sum(
+            float(line.split()[1])
+            for text in worker_out
+            for line in text.splitlines()
+            if line.startswith("cpu_seconds ")
+        )
+        / sent
+        * 1e6,
     }
 
 
 async def worker_main(broker: str, dsn: str) -> None:
     """One ingest worker process: MqttIngest on the shared subscription until SIGTERM."""
     from ingest.mqtt import MqttIngest
+    from ingest.pipeline import tune_gc_for_ingest
     from wardwatch.mqtt import BrokerAddress
 
     logging.basicConfig(level=logging.WARNING)
     store = open_store(dsn, migrate=False)
     worker = MqttIngest(IngestPipeline(store), BrokerAddress.parse(broker))
+    tune_gc_for_ingest()  # as `wardwatch ingest run` does
     task = asyncio.create_task(worker.run())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     await asyncio.wait_for(worker.ready.wait(), 30)
     print("ready", flush=True)
+    cpu_at_ready = time.process_time()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     store.close()
+    st = worker.stats
+    print(
+        f"held at most {st.max_held} (receive maximum {worker.receive_maximum}), "
+        f"queued at most {st.max_queued}, {st.bundles} bundles in {st.batches} transactions, "
+        f"store failures {st.store_failures}",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f"cpu_seconds {time.process_time() - cpu_at_ready:.3f}", flush=True)
     print(f"bundles {worker.bundles}", flush=True)
 
 
@@ -437,6 +459,7 @@ def run(mode: str, profile: bool) -> dict[str, Any]:
             say(f"  {workers} worker(s): {r['obs_per_s']:,.0f} obs/s "
                 f"({r['obs_per_s'] / raw:.2f} of raw), {r['sent']} sent, {r['acked']} acked, "
                 f"{r['stored']} stored, exactly once: {r['exactly_once']}, "
+                f"worker CPU {r['worker_cpu_us_per_obs']:.1f} us/obs, "
                 f"bundles per worker {r['bundles_per_worker']}")  # fmt: skip
             timescale.drop_database(dsn.rsplit("/", 1)[-1])
         best = max(runs, key=lambda r: r["obs_per_s"])
@@ -466,6 +489,9 @@ def run(mode: str, profile: bool) -> dict[str, Any]:
         "chart_query_ms_median": chart_ms,
         "raw_copy_rows_per_s_gateway_docs": round(raw_real),
         "full_path_by_workers": {str(r["workers"]): round(r["obs_per_s"]) for r in runs},
+        "worker_cpu_us_per_obs_by_workers": {
+            str(r["workers"]): round(r["worker_cpu_us_per_obs"], 1) for r in runs
+        },
         "chart_query_ms_hourly_rollup": chart["rollup_ms"],
         "exactly_once": not lost,
         "mode": mode,
