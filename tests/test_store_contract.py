@@ -687,3 +687,212 @@ def test_unreachable_database_raises_store_error(timescale: TimescaleServer) -> 
 
     with pytest.raises(StoreError, match="cannot connect"):
         open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/wardwatch")
+
+
+# -- search (FHIR read API) --------------------------------------------------------------
+# (imported here: this section was appended to the suite)
+from wardwatch.store import AuditEvent, ObservationQuery  # noqa: E402
+
+
+def _all_pages(store: Store, query: ObservationQuery, size: int) -> list[StoredObservation]:
+    """Follow the (at, identifier) cursor page by page until a short page."""
+    got: list[StoredObservation] = []
+    after: tuple[datetime, str] | None = None
+    for _ in range(1000):  # a cursor that does not advance must fail, not hang
+        page = store.search_observations(query, limit=size, after=after)
+        got += page
+        if len(page) < size:
+            return got
+        after = (page[-1].at, page[-1].identifier)
+    raise AssertionError("paging does not end")
+
+
+def test_search_pages_return_every_match_once_in_order(store: Store) -> None:
+    rows = series("pat-001", n=7) + series("pat-002", n=3)
+    store.write_observations(rows)
+    mine = in_time_order([r for r in rows if r.patient == "pat-001"])
+    for size in (1, 2, 5, 100):
+        assert ids(_all_pages(store, ObservationQuery("pat-001"), size)) == ids(mine)
+    hr = ObservationQuery("pat-001", kinds=("heart_rate",))
+    assert ids(_all_pages(store, hr, 3)) == ids([r for r in mine if r.kind == "heart_rate"])
+    two = ObservationQuery("pat-001", kinds=("blood_pressure", "spo2"))
+    expected = [r for r in mine if r.kind in ("blood_pressure", "spo2")]
+    assert ids(_all_pages(store, two, 2)) == ids(expected)
+    assert store.count_matching(two) == len(expected)
+    assert store.count_matching(ObservationQuery("pat-003")) == 0
+    assert store.search_observations(ObservationQuery("pat-003"), limit=10) == []
+    assert store.search_observations(ObservationQuery("pat-001"), limit=0) == []
+
+
+def test_search_paging_breaks_ties_on_equal_times(store: Store) -> None:
+    # twelve devices measuring at the same instant: the cursor must not skip or repeat
+    rows = [heart_rate(T0, 60 + i, device=f"strap-{i:02d}") for i in range(12)]
+    rows += [heart_rate(T0 + minutes(1), 70, device="strap-00")]
+    store.write_observations(rows)
+    got = _all_pages(store, ObservationQuery("pat-001"), 5)
+    assert ids(got) == ids(in_time_order(rows))
+    assert len(set(ids(got))) == len(rows)
+
+
+def test_search_time_bounds_inclusive_and_exclusive(store: Store) -> None:
+    rows = [heart_rate(T0 + minutes(10 * i), 60 + i) for i in range(5)]
+    store.write_observations(rows)
+    start, end = T0 + minutes(10), T0 + minutes(30)
+
+    def between(start_inclusive: bool, end_inclusive: bool) -> list[str]:
+        q = ObservationQuery("pat-001", (), start, start_inclusive, end, end_inclusive)
+        assert store.count_matching(q) == len(store.search_observations(q, limit=50))
+        return ids(store.search_observations(q, limit=50))
+
+    assert between(True, False) == ids(rows[1:3])
+    assert between(True, True) == ids(rows[1:4])
+    assert between(False, False) == ids(rows[2:3])
+    assert between(False, True) == ids(rows[2:4])
+    # other time zones name the same instants
+    paris = timezone(timedelta(hours=1))
+    q = ObservationQuery("pat-001", start=start.astimezone(paris), end=end.astimezone(paris))
+    assert ids(store.search_observations(q, limit=50)) == ids(rows[1:3])
+    only_start = ObservationQuery("pat-001", start=T0 + minutes(30))
+    assert ids(store.search_observations(only_start, limit=50)) == ids(rows[3:])
+
+
+# -- quarantine release and retry ------------------------------------------------------------
+
+
+def test_quarantine_release_keeps_the_record_and_filters(store: Store) -> None:
+    store.quarantine(
+        [
+            QuarantineItem(RECEIVED, "http:/fhir/Bundle", "unknown-patient", "not enrolled", b"1"),
+            QuarantineItem(RECEIVED, "http:/fhir/Bundle", "unknown-device", "not paired", b"2"),
+            QuarantineItem(RECEIVED, "mqtt:x", "unknown-patient", "not enrolled", b"3"),
+        ]
+    )
+    first, second, third = (i.id for i in store.list_quarantine())
+    assert first is not None and second is not None and third is not None
+    released_at = RECEIVED + timedelta(days=1)
+    assert store.release_quarantine([first, third], released_at) == 2
+    assert store.release_quarantine([first], released_at + minutes(1)) == 0  # already released
+    assert store.release_quarantine([], released_at) == 0
+    everything = store.list_quarantine()
+    assert [i.id for i in everything] == [first, second, third]
+    assert [i.payload for i in everything] == [b"1", b"2", b"3"]  # evidence kept
+    assert everything[0].released_at == released_at
+    assert_utc(everything[0].released_at)
+    assert [i.id for i in store.list_quarantine(state="held")] == [second]
+    assert [i.id for i in store.list_quarantine(state="released")] == [first, third]
+    assert [i.id for i in store.list_quarantine(reason_code="unknown-patient")] == [first, third]
+    assert [i.id for i in store.list_quarantine(ids=[third, second])] == [second, third]
+    assert store.list_quarantine(ids=[]) == []
+    assert store.list_quarantine(state="held", reason_code="unknown-patient") == []
+
+    retried = RECEIVED + timedelta(days=2)
+    store.requarantine(second, "device-not-paired", "paired to someone else", retried)
+    [again] = store.list_quarantine(ids=[second])
+    assert (again.reason_code, again.reason, again.retried_at) == (
+        "device-not-paired",
+        "paired to someone else",
+        retried,
+    )
+    assert again.released_at is None
+    store.requarantine(first, "other", "ignored: a released item is not re-quarantined", retried)
+    assert store.list_quarantine(ids=[first])[0].reason_code == "unknown-patient"
+
+
+# -- audit trail ------------------------------------------------------------------------------
+
+
+def test_audit_events_round_trip_and_filter(store: Store) -> None:
+    events = [
+        AuditEvent(RECEIVED, "read-service", "search", "success", "pat-001",
+                   "Observation?patient=pat-001", "127.0.0.1", "3 entries"),
+        AuditEvent(RECEIVED + minutes(1), "anonymous", "read", "refused", None,
+                   "Observation/x", "10.0.0.8", "a valid read bearer token is required"),
+        AuditEvent(RECEIVED + minutes(2), "cli:ops", "reingest", "success", "pat-002",
+                   "Quarantine/4"),
+    ]  # fmt: skip
+    stored = [store.record_audit(e) for e in events]
+    assert all(s.id is not None for s in stored)
+    assert len({s.id for s in stored}) == 3
+    got = store.list_audit()
+    assert got == stored
+    assert [replace(g, id=None) for g in got] == events
+    for g in got:
+        assert_utc(g.at)
+    assert store.list_audit(patient="pat-001") == stored[:1]
+    assert store.list_audit(principal="anonymous") == stored[1:2]
+    assert store.list_audit(action="reingest") == stored[2:]
+    assert store.list_audit(since=RECEIVED + minutes(1)) == stored[1:]
+    assert store.list_audit(limit=2) == stored[:2]
+
+
+def _raw_execute(store_url: str, sql: str) -> None:
+    if store_url.startswith("sqlite:"):
+        import sqlite3
+
+        db = sqlite3.connect(store_url.removeprefix("sqlite:"))
+        try:
+            db.execute(sql)
+            db.commit()
+        finally:
+            db.close()
+    else:
+        with psycopg.connect(store_url) as conn:
+            conn.execute(sql.encode())
+
+
+def test_audit_events_are_append_only_in_the_database(store: Store, store_url: str) -> None:
+    store.record_audit(AuditEvent(RECEIVED, "read-service", "read", "success", "pat-001"))
+    for sql in ("UPDATE audit_events SET principal = 'someone else'", "DELETE FROM audit_events"):
+        with pytest.raises(Exception, match="append-only"):
+            _raw_execute(store_url, sql)
+    assert [e.principal for e in store.list_audit()] == ["read-service"]
+
+
+def test_sqlite_store_created_before_the_audit_schema_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ingest.stores import sqlite as sqlite_store
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(sqlite_store._MIGRATIONS[0])
+    db.execute("PRAGMA user_version=1")
+    db.execute(
+        "INSERT INTO quarantine (received_at, source, reason_code, reason, payload) "
+        "VALUES ('2024-03-10T09:30:15.250000+00:00', 'mqtt:x', 'unknown-patient', 'r', x'7b7d')"
+    )
+    db.commit()
+    db.close()
+    upgraded = open_store(f"sqlite:{path}")
+    try:
+        [item] = upgraded.list_quarantine(state="held")
+        assert (item.reason_code, item.payload) == ("unknown-patient", b"{}")
+        assert item.released_at is None
+        upgraded.record_audit(AuditEvent(RECEIVED, "cli:ops", "reingest", "refused"))
+        assert len(upgraded.list_audit()) == 1
+        upgraded.migrate()  # idempotent at the new version
+    finally:
+        upgraded.close()
+
+
+@pg
+def test_search_uses_the_patient_kind_at_index(ts_store: Any, pg_dsn: str) -> None:
+    from ingest.stores.timescale import search_sql
+
+    ts_store.write_observations(series("pat-001", n=30))
+    after = (T0 + minutes(20), "00000000-0000-0000-0000-000000000000")
+    for kinds, indexes in (
+        (("heart_rate",), ("observations_patient_kind_at",)),
+        (("heart_rate", "spo2"), ("observations_patient_kind_at", "observations_patient_at")),
+        ((), ("observations_patient_at",)),
+    ):
+        query = ObservationQuery("pat-001", kinds, T0, True, T0 + timedelta(days=1), False)
+        sql, args = search_sql(query, 10, after)
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("SET enable_seqscan = off")  # a 30-row table would be scanned anyway
+            plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + sql.encode(), args))
+        assert "Seq Scan" not in plan, plan
+        assert any(f"chunk_{index} on" in plan for index in indexes), plan
+        # patient and the cursor's time are index conditions, not filters over every row
+        cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+        assert "patient = " in cond and "08:20:00" in cond, plan

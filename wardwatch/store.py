@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 Severity = Literal["info", "warning", "urgent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
 AlertStatus = Literal["open", "acknowledged", "resolved"]
+QuarantineState = Literal["held", "released"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,50 @@ class QuarantineItem:
     reason_code: str
     reason: str
     payload: bytes
+    id: int | None = None
+    released_at: datetime | None = None
+    """When a re-ingest stored it; the record is kept as evidence (None: still held)."""
+    retried_at: datetime | None = None
+    """When it was last re-ingested and refused again (its reason is then the new one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationQuery:
+    """Which observations a search wants: one patient, optionally some kinds and a time range.
+
+    ``start`` and ``end`` bound ``at``; each bound is inclusive or exclusive as flagged.
+    """
+
+    patient: str
+    kinds: tuple[str, ...] = ()
+    """Measurement kinds to match (any of them); empty: every kind."""
+    start: datetime | None = None
+    start_inclusive: bool = True
+    end: datetime | None = None
+    end_inclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of the append-only audit trail: who did what to which data, and the outcome.
+
+    General on purpose (reads through the FHIR API, quarantine re-ingest, nurse actions):
+    ``action`` and ``outcome`` are short words (``read``, ``search``, ``reingest``;
+    ``success``, ``refused``, ``not-found``, ``invalid``, ``error``), ``resource`` a FHIR-style
+    relative reference or query (``Observation/<id>``, ``Observation?patient=p-1``).
+    """
+
+    at: datetime
+    principal: str
+    """Who: the authenticated principal's name, or ``anonymous`` when none was established."""
+    action: str
+    outcome: str
+    patient: str | None = None
+    resource: str | None = None
+    remote: str | None = None
+    """The client's network address, when there is one."""
+    detail: str | None = None
+    """Why (a refusal's reason) or how much (``3 entries``); never reading values."""
     id: int | None = None
 
 
@@ -140,12 +185,51 @@ class Store(Protocol):
     def count_observations(self) -> int:
         """How many observations are stored."""
 
+    def search_observations(
+        self,
+        query: ObservationQuery,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredObservation]:
+        """One page of matches ordered by (``at``, identifier), after the ``after`` cursor."""
+
+    def count_matching(self, query: ObservationQuery) -> int:
+        """How many observations match ``query`` (for a search's ``total``)."""
+
     # -- quarantine ---------------------------------------------------------------
     def quarantine(self, items: Sequence[QuarantineItem]) -> None:
         """Keep refused input with its reason."""
 
-    def list_quarantine(self) -> list[QuarantineItem]:
-        """Quarantined items, oldest first."""
+    def list_quarantine(
+        self,
+        *,
+        state: QuarantineState | None = None,
+        reason_code: str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[QuarantineItem]:
+        """Quarantined items, oldest first, optionally only held/released, of one reason or ids."""
+
+    def release_quarantine(self, ids: Sequence[int], at: datetime) -> int:
+        """Mark held items as released at ``at`` (kept, not deleted); return how many were."""
+
+    def requarantine(self, item_id: int, reason_code: str, reason: str, at: datetime) -> None:
+        """Record that a held item was re-ingested at ``at`` and refused again, and why."""
+
+    # -- audit --------------------------------------------------------------------
+    def record_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an audit event (never updated or deleted); return it with its id."""
+
+    def list_audit(
+        self,
+        *,
+        patient: str | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events, oldest first, optionally filtered (``since`` inclusive)."""
 
     # -- alerts -------------------------------------------------------------------
     def insert_alert(self, alert: Alert) -> Alert:

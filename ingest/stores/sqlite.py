@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +15,12 @@ from ingest.stores._rows import dumps, from_iso, iso, loads
 from wardwatch.store import (
     Alert,
     AlertStatus,
+    AuditEvent,
     CareTeam,
+    ObservationQuery,
     Patient,
     QuarantineItem,
+    QuarantineState,
     Severity,
     StoredObservation,
 )
@@ -55,7 +58,36 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX alerts_one_open ON alerts (patient, rule) WHERE status != 'resolved';
     """,
+    # 2: quarantine release/retry times, the append-only audit trail
+    """
+    ALTER TABLE quarantine ADD COLUMN released_at TEXT;
+    ALTER TABLE quarantine ADD COLUMN retried_at TEXT;
+    CREATE INDEX quarantine_reason_code ON quarantine (reason_code);
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, principal TEXT NOT NULL,
+        action TEXT NOT NULL, outcome TEXT NOT NULL, patient TEXT, resource TEXT, remote TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_events_patient_at ON audit_events (patient, at);
+    CREATE INDEX audit_events_at ON audit_events (at);
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    """,
 )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of ``script`` (a trigger body holds ``;`` of its own)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise StoreError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
 
 
 def _opt(at: datetime | None) -> str | None:
@@ -102,9 +134,8 @@ class SqliteStore:
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
                 self._db.execute("BEGIN")
                 try:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
+                    for statement in _statements(script):
+                        self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={number}")
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -272,6 +303,44 @@ class SqliteStore:
         """How many observations are stored."""
         return int(self._query("SELECT count(*) FROM observations")[0][0])
 
+    @staticmethod
+    def _where(query: ObservationQuery) -> tuple[str, list[Any]]:
+        sql = "patient=?"
+        args: list[Any] = [query.patient]
+        if query.kinds:
+            sql += f" AND kind IN ({', '.join('?' * len(query.kinds))})"
+            args.extend(query.kinds)
+        if query.start is not None:
+            sql += " AND at>=?" if query.start_inclusive else " AND at>?"
+            args.append(iso(query.start))
+        if query.end is not None:
+            sql += " AND at<=?" if query.end_inclusive else " AND at<?"
+            args.append(iso(query.end))
+        return sql, args
+
+    def search_observations(
+        self,
+        query: ObservationQuery,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredObservation]:
+        """One page of matches ordered by (``at``, identifier), after the ``after`` cursor."""
+        where, args = self._where(query)
+        if after is not None:
+            # ``at>=?`` stays usable by the (patient, kind, at) index; the OR breaks ties.
+            where += " AND at>=? AND (at>? OR identifier>?)"
+            at = iso(after[0])
+            args += [at, at, after[1]]
+        sql = f"SELECT {self._OBS_COLUMNS} FROM observations WHERE {where} "
+        sql += "ORDER BY at, identifier LIMIT ?"
+        return [self._observation(r) for r in self._query(sql, [*args, max(limit, 0)])]
+
+    def count_matching(self, query: ObservationQuery) -> int:
+        """How many observations match ``query``."""
+        where, args = self._where(query)
+        return int(self._query(f"SELECT count(*) FROM observations WHERE {where}", args)[0][0])
+
     # -- quarantine ---------------------------------------------------------------------
     def quarantine(self, items: Sequence[QuarantineItem]) -> None:
         """Keep refused input with its reason."""
@@ -282,15 +351,121 @@ class SqliteStore:
                 [(iso(i.received_at), i.source, i.reason_code, i.reason, i.payload) for i in items],
             )
 
-    def list_quarantine(self) -> list[QuarantineItem]:
-        """Quarantined items, oldest first."""
-        rows = self._query(
-            "SELECT id, received_at, source, reason_code, reason, payload FROM quarantine "
-            "ORDER BY id"
+    def list_quarantine(
+        self,
+        *,
+        state: QuarantineState | None = None,
+        reason_code: str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[QuarantineItem]:
+        """Quarantined items, oldest first, optionally only held/released, of one reason or ids."""
+        sql = (
+            "SELECT id, received_at, source, reason_code, reason, payload, released_at, "
+            "retried_at FROM quarantine WHERE 1=1"
         )
+        args: list[Any] = []
+        if state == "held":
+            sql += " AND released_at IS NULL"
+        elif state == "released":
+            sql += " AND released_at IS NOT NULL"
+        if reason_code is not None:
+            sql += " AND reason_code=?"
+            args.append(reason_code)
+        if ids is not None:
+            sql += f" AND id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+            args.extend(ids)
+        rows = self._query(sql + " ORDER BY id", args)
         return [
-            QuarantineItem(from_iso(at), source, code, reason, bytes(payload), id=qid)
-            for qid, at, source, code, reason, payload in rows
+            QuarantineItem(
+                from_iso(at),
+                source,
+                code,
+                reason,
+                bytes(payload),
+                id=qid,
+                released_at=_opt_dt(released),
+                retried_at=_opt_dt(retried),
+            )
+            for qid, at, source, code, reason, payload, released, retried in rows
+        ]
+
+    def release_quarantine(self, ids: Sequence[int], at: datetime) -> int:
+        """Mark held items as released at ``at`` (kept, not deleted); return how many were."""
+        if not ids:
+            return 0
+        cur = self._exec(
+            f"UPDATE quarantine SET released_at=? WHERE released_at IS NULL "
+            f"AND id IN ({', '.join('?' * len(ids))})",
+            (iso(at), *ids),
+        )
+        return cur.rowcount
+
+    def requarantine(self, item_id: int, reason_code: str, reason: str, at: datetime) -> None:
+        """Record that a held item was re-ingested at ``at`` and refused again, and why."""
+        self._exec(
+            "UPDATE quarantine SET reason_code=?, reason=?, retried_at=? "
+            "WHERE id=? AND released_at IS NULL",
+            (reason_code, reason, iso(at), item_id),
+        )
+
+    # -- audit ------------------------------------------------------------------------------
+    def record_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an audit event; return it with its id."""
+        cur = self._exec(
+            "INSERT INTO audit_events (at, principal, action, outcome, patient, resource, "
+            "remote, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                iso(event.at),
+                event.principal,
+                event.action,
+                event.outcome,
+                event.patient,
+                event.resource,
+                event.remote,
+                event.detail,
+            ),
+        )
+        return replace(event, id=int(cur.lastrowid or 0))
+
+    def list_audit(
+        self,
+        *,
+        patient: str | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events, oldest first, optionally filtered (``since`` inclusive)."""
+        sql = (
+            "SELECT id, at, principal, action, outcome, patient, resource, remote, detail "
+            "FROM audit_events WHERE 1=1"
+        )
+        args: list[Any] = []
+        for column, value in (("patient", patient), ("principal", principal), ("action", action)):
+            if value is not None:
+                sql += f" AND {column}=?"
+                args.append(value)
+        if since is not None:
+            sql += " AND at>=?"
+            args.append(iso(since))
+        sql += " ORDER BY at, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(limit, 0))
+        return [
+            AuditEvent(
+                at=from_iso(at),
+                principal=who,
+                action=act,
+                outcome=outcome,
+                patient=pat,
+                resource=res,
+                remote=remote,
+                detail=detail,
+                id=aid,
+            )
+            for aid, at, who, act, outcome, pat, res, remote, detail in self._query(sql, args)
         ]
 
     # -- alerts ---------------------------------------------------------------------------

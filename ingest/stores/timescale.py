@@ -42,9 +42,12 @@ from ingest.stores._rows import dumps
 from wardwatch.store import (
     Alert,
     AlertStatus,
+    AuditEvent,
     CareTeam,
+    ObservationQuery,
     Patient,
     QuarantineItem,
+    QuarantineState,
     Severity,
     StoredObservation,
 )
@@ -189,6 +192,74 @@ def _alert(row: Row) -> Alert:
         resolved_by=res_by,
         updated_at=_opt_utc(upd),
         id=aid,
+    )
+
+
+def search_where(query: ObservationQuery) -> tuple[LiteralString, list[Any]]:
+    """The WHERE clause of an observation search: sargable on (patient, kind, at) indexes."""
+    sql: LiteralString = "patient=%s"
+    args: list[Any] = [query.patient]
+    if len(query.kinds) == 1:
+        sql += " AND kind=%s"
+        args.append(query.kinds[0])
+    elif query.kinds:
+        sql += " AND kind = ANY(%s::text[])"
+        args.append(list(query.kinds))
+    if query.start is not None:
+        sql += " AND at>=%s" if query.start_inclusive else " AND at>%s"
+        args.append(_utc(query.start))
+    if query.end is not None:
+        sql += " AND at<=%s" if query.end_inclusive else " AND at<%s"
+        args.append(_utc(query.end))
+    return sql, args
+
+
+def search_sql(
+    query: ObservationQuery, limit: int, after: tuple[datetime, str] | None
+) -> tuple[LiteralString, list[Any]]:
+    """One page of a search in (at, identifier) order, keyset-paged after ``after``."""
+    where, args = search_where(query)
+    if after is not None:
+        # ``at>=`` is an index condition; the OR only breaks ties between equal times.
+        where += ' AND at>=%s AND (at>%s OR identifier COLLATE "C" > %s)'
+        args += [_utc(after[0]), _utc(after[0]), after[1]]
+    sql: LiteralString = f"SELECT {_OBS_COLUMNS} FROM observations WHERE {where} "
+    sql += 'ORDER BY at, identifier COLLATE "C" LIMIT %s'
+    return sql, [*args, max(limit, 0)]
+
+
+_QUARANTINE_COLUMNS: Final = (
+    "id, received_at, source, reason_code, reason, payload, released_at, retried_at"
+)
+_AUDIT_COLUMNS: Final = "id, at, principal, action, outcome, patient, resource, remote, detail"
+
+
+def _quarantine_item(row: Row) -> QuarantineItem:
+    qid, at, source, code, reason, payload, released, retried = row
+    return QuarantineItem(
+        _utc(at),
+        source,
+        code,
+        reason,
+        bytes(payload),
+        id=int(qid),
+        released_at=_opt_utc(released),
+        retried_at=_opt_utc(retried),
+    )
+
+
+def _audit_event(row: Row) -> AuditEvent:
+    aid, at, principal, action, outcome, patient, resource, remote, detail = row
+    return AuditEvent(
+        at=_utc(at),
+        principal=principal,
+        action=action,
+        outcome=outcome,
+        patient=patient,
+        resource=resource,
+        remote=remote,
+        detail=detail,
+        id=int(aid),
     )
 
 
@@ -555,6 +626,25 @@ class TimescaleStore:
         """How many observations are stored."""
         return int(self._query("count_observations", "SELECT count(*) FROM observations")[0][0])
 
+    def search_observations(
+        self,
+        query: ObservationQuery,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredObservation]:
+        """One page of matches ordered by (``at``, identifier), after the ``after`` cursor."""
+        sql, args = search_sql(query, limit, after)
+        return [_observation(r) for r in self._query("search_observations", sql, args)]
+
+    def count_matching(self, query: ObservationQuery) -> int:
+        """How many observations match ``query``."""
+        where, args = search_where(query)
+        rows = self._query(
+            "count_matching", f"SELECT count(*) FROM observations WHERE {where}", args
+        )
+        return int(rows[0][0])
+
     # -- quarantine ----------------------------------------------------------------------
     def quarantine(self, items: Sequence[QuarantineItem]) -> None:
         """Keep refused input with its reason."""
@@ -574,17 +664,107 @@ class TimescaleStore:
 
         self._run("quarantine", run, idempotent=False)
 
-    def list_quarantine(self) -> list[QuarantineItem]:
-        """Quarantined items, oldest first."""
-        rows = self._query(
-            "list_quarantine",
-            "SELECT id, received_at, source, reason_code, reason, payload FROM quarantine "
-            "ORDER BY id",
+    def list_quarantine(
+        self,
+        *,
+        state: QuarantineState | None = None,
+        reason_code: str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[QuarantineItem]:
+        """Quarantined items, oldest first, optionally only held/released, of one reason or ids."""
+        sql: LiteralString = f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE true"
+        args: list[Any] = []
+        if state == "held":
+            sql += " AND released_at IS NULL"
+        elif state == "released":
+            sql += " AND released_at IS NOT NULL"
+        if reason_code is not None:
+            sql += " AND reason_code=%s"
+            args.append(reason_code)
+        if ids is not None:
+            sql += " AND id = ANY(%s::bigint[])"
+            args.append(list(ids))
+        sql += " ORDER BY id"
+        return [_quarantine_item(r) for r in self._query("list_quarantine", sql, args)]
+
+    def release_quarantine(self, ids: Sequence[int], at: datetime) -> int:
+        """Mark held items as released at ``at`` (kept, not deleted); return how many were."""
+        if not ids:
+            return 0
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE quarantine SET released_at=%s "
+                "WHERE released_at IS NULL AND id = ANY(%s::bigint[])",
+                (_utc(at), list(ids)),
+            )
+            return max(cur.rowcount, 0)
+
+        return self._run("release_quarantine", run)
+
+    def requarantine(self, item_id: int, reason_code: str, reason: str, at: datetime) -> None:
+        """Record that a held item was re-ingested at ``at`` and refused again, and why."""
+        self._exec(
+            "requarantine",
+            "UPDATE quarantine SET reason_code=%s, reason=%s, retried_at=%s "
+            "WHERE id=%s AND released_at IS NULL",
+            (reason_code, reason, _utc(at), item_id),
         )
-        return [
-            QuarantineItem(_utc(at), source, code, reason, bytes(payload), id=int(qid))
-            for qid, at, source, code, reason, payload in rows
-        ]
+
+    # -- audit ---------------------------------------------------------------------------
+    def record_audit(self, event: AuditEvent) -> AuditEvent:
+        """Append an audit event; return it with its id (not retried if the commit was lost)."""
+
+        def run(cur: Cursor) -> int:
+            cur.execute(
+                "INSERT INTO audit_events (at, principal, action, outcome, patient, resource, "
+                "remote, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    _utc(event.at),
+                    event.principal,
+                    event.action,
+                    event.outcome,
+                    event.patient,
+                    event.resource,
+                    event.remote,
+                    event.detail,
+                ),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+        return replace(event, id=self._run("record_audit", run, idempotent=False))
+
+    def list_audit(
+        self,
+        *,
+        patient: str | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events, oldest first, optionally filtered (``since`` inclusive)."""
+        sql: LiteralString = f"SELECT {_AUDIT_COLUMNS} FROM audit_events WHERE true"
+        args: list[Any] = []
+        if patient is not None:
+            sql += " AND patient=%s"
+            args.append(patient)
+        if principal is not None:
+            sql += " AND principal=%s"
+            args.append(principal)
+        if action is not None:
+            sql += " AND action=%s"
+            args.append(action)
+        if since is not None:
+            sql += " AND at>=%s"
+            args.append(_utc(since))
+        sql += " ORDER BY at, id"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(max(limit, 0))
+        return [_audit_event(r) for r in self._query("list_audit", sql, args)]
 
     # -- alerts --------------------------------------------------------------------------
     def insert_alert(self, alert: Alert) -> Alert:
