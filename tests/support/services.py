@@ -176,10 +176,11 @@ def _find_mosquitto(binary: str | os.PathLike[str] | None) -> str:
 class MosquittoServer(_Service):
     """A private mosquitto 2 broker on 127.0.0.1, anonymous by default, nothing dropped.
 
-    ``extra_config`` lines are appended to the generated config (e.g. ``password_file``,
-    ``acl_file``); pass ``allow_anonymous=False`` together with a password file. Give a
-    fixed ``port`` or keep the one chosen at construction: ``stop()`` then ``start()``
-    brings the broker back on the same port (a broker outage, as clients see it).
+    ``password_file`` (made with ``mosquitto_passwd``) and ``acl_file`` turn on logins and
+    topic ACLs; with a password file, anonymous clients are refused unless
+    ``allow_anonymous=True`` is given. ``extra_config`` lines are appended to the generated
+    config. Give a fixed ``port`` or keep the one chosen at construction: ``stop()`` then
+    ``start()`` brings the broker back on the same port (a broker outage, as clients see it).
     """
 
     def __init__(
@@ -187,13 +188,21 @@ class MosquittoServer(_Service):
         *,
         port: int | None = None,
         extra_config: Iterable[str] = (),
-        allow_anonymous: bool = True,
+        allow_anonymous: bool | None = None,
+        password_file: str | os.PathLike[str] | None = None,
+        acl_file: str | os.PathLike[str] | None = None,
         startup_timeout: float = 10.0,
         binary: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(port, startup_timeout)
         self._extra_config = list(extra_config)
-        self._allow_anonymous = allow_anonymous
+        if password_file is not None:
+            self._extra_config.append(f"password_file {Path(password_file).resolve()}")
+        if acl_file is not None:
+            self._extra_config.append(f"acl_file {Path(acl_file).resolve()}")
+        self._allow_anonymous = (
+            password_file is None if allow_anonymous is None else allow_anonymous
+        )
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
 
