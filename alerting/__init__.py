@@ -4,8 +4,13 @@ Public API:
 
 - :mod:`alerting.rules` — pure threshold rules (each default cites its clinical source):
   :class:`~alerting.rules.ThresholdRule`, :class:`~alerting.rules.Criterion`,
+  :class:`~alerting.rules.Confirmation` (repeat count, minimum duration),
   :class:`~alerting.rules.ThresholdDetector`, :class:`~alerting.rules.Finding`,
-  ``DEFAULT_RULES``.
+  the :class:`~alerting.rules.IncrementalDetector` protocol, ``DEFAULT_RULES`` (blood
+  pressure).
+- :mod:`alerting.detectors` — ``default_detectors()`` and ``CLINICAL_RULES`` (glucose,
+  NEWS2 vitals), NEWS2 aggregate, heart-failure weight gain, BP trend, CGM rate and
+  predicted low; every rule, default and source in ``docs/alerting.md``.
 - :mod:`alerting.engine` — :class:`~alerting.engine.AlertEngine`: ``process`` /
   ``on_stored`` (sync, store only), ``deliver_pending`` / ``deliver_forever`` /
   ``process_async`` (async delivery), ``acknowledge``, ``resolve``.
@@ -23,6 +28,7 @@ Wiring (see :mod:`alerting.engine` for the threading design)::
     delivery = asyncio.create_task(engine.deliver_forever())  # on the event loop
 """
 
+from alerting.detectors import CLINICAL_RULES, default_detectors
 from alerting.engine import AUTO_CLEAR, AlertEngine
 from alerting.errors import AlertingError
 from alerting.notify import (
@@ -32,10 +38,17 @@ from alerting.notify import (
     Notifier,
     RecordingNotifier,
 )
-from alerting.rules import DEFAULT_RULES, Finding, ThresholdDetector, ThresholdRule
+from alerting.rules import (
+    DEFAULT_RULES,
+    Finding,
+    IncrementalDetector,
+    ThresholdDetector,
+    ThresholdRule,
+)
 
 __all__ = [
     "AUTO_CLEAR",
+    "CLINICAL_RULES",
     "DEFAULT_RULES",
     "AlertEngine",
     "AlertingError",
@@ -43,8 +56,10 @@ __all__ = [
     "ConsoleNotifier",
     "DeliveryResult",
     "Finding",
+    "IncrementalDetector",
     "Notifier",
     "RecordingNotifier",
     "ThresholdDetector",
     "ThresholdRule",
+    "default_detectors",
 ]

@@ -15,11 +15,22 @@ Design: a synchronous core, asynchronous delivery.
   crash in between loses the notification (escalation of unacknowledged alerts, a later
   issue, covers it; a persisted outbox would need the store to offer one).
 
+Detectors (:func:`alerting.detectors.default_detectors` unless given): every detector
+whose kinds include an observation's kind sees it. Incremental detectors
+(:class:`~alerting.rules.IncrementalDetector`: confirmation windows, trends, NEWS2) keep a
+bounded state per patient in the engine. On the first observation of a patient the engine
+rebuilds that state from the store with one bounded query per kind (the detectors'
+``lookback`` before that observation) and from then on feeds observations only, so the
+cost per observation does not grow with the patient's history and a restarted engine
+decides as the old one would have.
+
 Lifecycle for one (patient, rule), driven by event time (the observation's ``at``):
 
-- firing, no unresolved alert: open one (``opened_at`` = observation time) and notify;
-- firing, an unresolved (open or acknowledged) alert: append the observation identifier
-  and touch ``updated_at``; no second alert, no second notification;
+- firing, no unresolved alert: open one and notify; ``opened_at`` is the observation time,
+  or for a confirmed condition (CGM low for 15 minutes) the time of its first reading, and
+  the alert holds every reading behind the finding;
+- firing, an unresolved (open or acknowledged) alert: append the new observation
+  identifiers and touch ``updated_at``; no second alert, no second notification;
 - cleared past the hysteresis margin, an unresolved alert: resolve it with
   ``resolved_by="auto-clear"`` at the observation time;
 - :meth:`AlertEngine.acknowledge` / :meth:`AlertEngine.resolve`: by a person, at a time the
@@ -36,13 +47,16 @@ Logs carry alert, patient and rule ids only; values appear at DEBUG at most.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from alerting.detectors import default_detectors
 from alerting.errors import (
     AlertingError,
     AlertNotFoundError,
@@ -51,7 +65,7 @@ from alerting.errors import (
     ThresholdOverrideError,
 )
 from alerting.notify import DeliveryResult, Notifier
-from alerting.rules import Detector, Finding, ThresholdDetector
+from alerting.rules import Detector, Finding, IncrementalDetector
 from wardwatch.store import Alert, CareTeam, Patient, Store, StoredObservation
 
 log = logging.getLogger(__name__)
@@ -96,14 +110,24 @@ class AlertEngine:
         self.notifier = notifier
         self.clock = clock
         self.detectors: tuple[Detector, ...] = (
-            tuple(detectors) if detectors is not None else (ThresholdDetector(),)
+            tuple(detectors) if detectors is not None else default_detectors()
         )
-        self._owners: dict[str, Detector] = {}
+        self._owners: dict[str, list[Detector]] = {}
         for detector in self.detectors:
-            for parameter in detector.parameters:
-                if parameter in self._owners:
-                    raise RuleError(f"threshold parameter {parameter!r} read by two detectors")
-                self._owners[parameter] = detector
+            for parameter, default in detector.parameters.items():
+                owners = self._owners.setdefault(parameter, [])
+                # A care-plan setting may be read by several detectors (the NEWS2 SpO2 scale)
+                # only if they agree on its default.
+                if owners and owners[0].parameters[parameter] != default:
+                    raise RuleError(
+                        f"threshold parameter {parameter!r} read by two detectors "
+                        "with different defaults"
+                    )
+                owners.append(detector)
+        self._incremental: dict[int, IncrementalDetector] = {
+            i: d for i, d in enumerate(self.detectors) if isinstance(d, IncrementalDetector)
+        }
+        self._states: dict[str, dict[int, Any]] = {}
         self._lock = threading.Lock()
         self._pending: deque[_Delivery] = deque()
         self._wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
@@ -122,15 +146,21 @@ class AlertEngine:
         with self._lock:
             contexts: dict[str, _PatientContext] = {}
             for obs in sorted(observations, key=lambda o: (o.at, o.identifier)):
-                detectors = [d for d in self.detectors if obs.kind in d.kinds]
+                detectors = [(i, d) for i, d in enumerate(self.detectors) if obs.kind in d.kinds]
                 if not detectors:
                     continue
                 ctx = contexts.get(obs.patient)
                 if ctx is None:
                     ctx = contexts[obs.patient] = self._context(obs.patient)
-                for detector in detectors:
+                states = self._states.get(obs.patient)
+                if states is None:
+                    states = self._rebuild(obs.patient, obs.at, ctx.overrides)
+                for i, detector in detectors:
                     try:
-                        findings = detector.evaluate(obs, ctx.overrides)
+                        if i in states:
+                            findings = self._incremental[i].evaluate(obs, ctx.overrides, states[i])
+                        else:
+                            findings = detector.evaluate(obs, ctx.overrides)
                     except AlertingError as exc:
                         log.warning(
                             "observation %s (patient %s) not evaluated: %s",
@@ -157,6 +187,43 @@ class AlertEngine:
         """:meth:`process` in the shape of ingest's ``on_stored`` hook (returns nothing)."""
         self.process(observations)
 
+    def _rebuild(
+        self, patient_id: str, before: datetime, overrides: dict[str, float]
+    ) -> dict[int, Any]:
+        """Build a patient's detector states from the store: one bounded query per kind.
+
+        Reads the observations within each kind's longest lookback before ``before`` (the
+        patient's first observation in this engine) and feeds them to the detectors,
+        dropping the findings: the alerts they gave are in the store already.
+        """
+        states: dict[int, Any] = {i: d.new_state() for i, d in self._incremental.items()}
+        lookback: dict[str, timedelta] = {}
+        for detector in self._incremental.values():
+            for kind in detector.kinds:
+                lookback[kind] = max(lookback.get(kind, timedelta(0)), detector.lookback(kind))
+        rows: list[StoredObservation] = []
+        for kind, span in sorted(lookback.items()):
+            if span > timedelta(0):
+                rows.extend(
+                    self.store.observations(patient_id, kind, start=before - span, end=before)
+                )
+        rows.sort(key=lambda o: (o.at, o.identifier))
+        for row in rows:
+            for i, detector in self._incremental.items():
+                if row.kind not in detector.kinds or before - row.at > detector.lookback(row.kind):
+                    continue
+                # An unreadable row was reported when it arrived; it cannot be read now either.
+                with contextlib.suppress(AlertingError):
+                    detector.evaluate(row, overrides, states[i])
+        log.debug("patient %s: detector state rebuilt from %d observations", patient_id, len(rows))
+        self._states[patient_id] = states
+        return states
+
+    def forget(self, patient_id: str) -> None:
+        """Drop a patient's detector state (rebuilt from the store on their next reading)."""
+        with self._lock:
+            self._states.pop(patient_id, None)
+
     def _context(self, patient_id: str) -> _PatientContext:
         patient = self.store.get_patient(patient_id)
         ctx = _PatientContext(patient)
@@ -169,8 +236,8 @@ class AlertEngine:
             )
             return ctx
         for parameter, value in patient.thresholds.items():
-            owner = self._owners.get(parameter)
-            if owner is None:
+            owners = self._owners.get(parameter)
+            if owners is None:
                 self._warn_once(
                     patient_id,
                     parameter,
@@ -180,7 +247,8 @@ class AlertEngine:
                 )
                 continue
             try:
-                ctx.overrides[parameter] = owner.check_override(parameter, value)
+                checked = [owner.check_override(parameter, value) for owner in owners]
+                ctx.overrides[parameter] = checked[0]
             except ThresholdOverrideError as exc:
                 # The default still protects the patient; a bad care-plan entry must not
                 # switch a rule off.
@@ -219,11 +287,12 @@ class AlertEngine:
         current = self.store.find_open_alert(obs.patient, rule.id)
         if finding.firing:
             if current is not None:
-                if obs.identifier in current.observations:
+                new = tuple(i for i in finding.evidence if i not in current.observations)
+                if not new:
                     return None
                 updated = replace(
                     current,
-                    observations=(*current.observations, obs.identifier),
+                    observations=(*current.observations, *new),
                     updated_at=self.clock(),
                 )
                 self.store.update_alert(updated)
@@ -239,9 +308,9 @@ class AlertEngine:
                     rule=rule.id,
                     kind=rule.kind,
                     severity=rule.severity,
-                    opened_at=obs.at,
+                    opened_at=finding.since or obs.at,
                     message=finding.message,
-                    observations=(obs.identifier,),
+                    observations=finding.evidence,
                     status="open",
                     updated_at=self.clock(),
                 )

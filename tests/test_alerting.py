@@ -124,7 +124,9 @@ def notifier() -> RecordingNotifier:
 
 @pytest.fixture
 def engine(store: SqliteStore, notifier: RecordingNotifier, clock: FakeClock) -> AlertEngine:
-    return AlertEngine(store, notifier, clock)
+    # The lifecycle tests read the blood-pressure table alone, so a low systolic is one
+    # alert (bp.hypotension), not also NEWS2's; tests/test_detectors.py runs the default set.
+    return AlertEngine(store, notifier, clock, detectors=[ThresholdDetector()])
 
 
 async def feed(engine: AlertEngine, *observations: StoredObservation) -> list[Alert]:
@@ -144,6 +146,11 @@ def test_default_rules_cite_their_source_and_use_the_guideline_limits() -> None:
         "bp.hypertensive_crisis.systolic": 180.0,
         "bp.hypertensive_crisis.diastolic": 120.0,
         "bp.hypotension.systolic": 90.0,
+        # confirmation (repeat count, minimum duration), overridable per patient too
+        "bp.hypertensive_crisis.readings": 1.0,
+        "bp.hypertensive_crisis.minutes": 0.0,
+        "bp.hypotension.readings": 1.0,
+        "bp.hypotension.minutes": 0.0,
     }
     assert detector.kinds == frozenset({"blood_pressure"})
 
@@ -464,7 +471,7 @@ async def test_failed_or_raising_notifier_does_not_break_the_engine(
         async def send(self, alert: Alert, patient: object, team: object) -> DeliveryResult:
             raise ConnectionError("down")
 
-    broken = AlertEngine(store, Broken(), clock)
+    broken = AlertEngine(store, Broken(), clock, detectors=[ThresholdDetector()])
     store.write_observations([bp(80, 50, minutes(1))])
     # The low reading also clears the crisis alert opened above; one new alert to notify.
     changed = broken.process([bp(80, 50, minutes(1))])
