@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,9 @@ CRISIS_FEED = """\
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = open_store(f"sqlite:{tmp_path / 'replay.db'}")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.feeds.score import ScoredAlert, ScoreInputError, alerts_from_json, score
+from firmware_sim.feeds.score import (
+    ScoredAlert,
+    ScoreInputError,
+    alerts_from_json,
+    detects,
+    score,
+)
 from firmware_sim.feeds.truth import (
     Episode,
     GroundTruth,
@@ -104,3 +110,53 @@ def test_cli_score_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert doc["episode_types"]["crisis"]["detected"] == 1
     assert doc["episode_types"]["crisis"]["median_delay_min"] == 30
     assert main(["sim", "score", "--truth", str(alerts), "--alerts", str(alerts)]) == 2
+
+
+def test_only_rules_that_detect_the_episode_type_match_it() -> None:
+    truth = GroundTruth(
+        scenario="unit",
+        patients=(MonitoredPatient("g", T0, T0 + timedelta(days=7)),),
+        episodes=(
+            Episode("nocturnal_hypoglycaemia", "g", _h(2), _h(3)),
+            Episode("sensor_signal_loss", "g", _h(10), _h(12)),
+            Episode("device_silent", "g", _h(30), None),
+        ),
+    )
+    alerts = [
+        ScoredAlert("g", "glucose.rate.falling", _h(1.9)),  # before the low: false
+        ScoredAlert("g", "glucose.predicted_low", _h(2.1)),  # detects the low, 6 min
+        ScoredAlert("g", "glucose.cgm.hypo.level2", _h(2.5)),  # the low again
+        ScoredAlert("g", "glucose.cgm.hyper.level1", _h(11)),  # in the gap, wrong rule: false
+        ScoredAlert("g", "temperature.fever", _h(40)),  # no detector for silence: false
+    ]
+    report = score([truth], alerts)
+    types = report["episode_types"]
+    assert types["nocturnal_hypoglycaemia"]["detected"] == 1
+    assert types["nocturnal_hypoglycaemia"]["median_delay_min"] == 6.0
+    assert types["sensor_signal_loss"]["sensitivity"] == 0.0
+    assert types["device_silent"]["sensitivity"] == 0.0
+    assert report["false_alerts"] == 3
+
+
+@pytest.mark.parametrize(
+    ("rule", "episode", "expected"),
+    [
+        ("bp.hypertensive_crisis", "hypertensive_crisis", True),
+        ("bp.hypertensive_crisis_x", "hypertensive_crisis", False),
+        ("bp.trend.rising", "bp_rising_trend", True),
+        ("bp.hypertensive_crisis", "bp_rising_trend", False),
+        ("weight.gain.2kg_3d", "heart_failure_decompensation", True),
+        ("weight.trend.macd", "heart_failure_decompensation", True),
+        ("news2.low_medium", "tachycardia", True),
+        ("heart_rate.high", "tachycardia", True),
+        ("heart_rate.low", "tachycardia", False),
+        ("spo2.low.scale2", "copd_desaturation", True),
+        ("glucose.cgm.hyper.level2", "postprandial_hyperglycaemia", True),
+        ("glucose.predicted_low", "hypo_level1", True),
+        ("glucose.rate.falling", "hypo_level2", False),
+        ("data.silent", "hub_offline", False),
+        ("anything", "a_type_nobody_listed", True),
+    ],
+)
+def test_detects(rule: str, episode: str, expected: bool) -> None:
+    assert detects(rule, episode) is expected

@@ -8,7 +8,12 @@ exactly one of:
 - ``ble``: a raw GATT value as the device sent it, ``{"characteristic": "2A35", "hex"}``;
 - ``mqtt``: a raw MQTT message, ``{"topic", "payload"}`` (payload a string or JSON object);
 - ``event``: a device happening, ``disconnect`` | ``reconnect`` | ``clock_change``
-  (``clock_change`` may carry ``offset_s``, how far the device clock jumped).
+  (``clock_change`` may carry ``offset_s``, how far the device clock jumped), or, in
+  recorded feeds, ``connect`` (with ``profile`` and ``gateway``) and ``clock_set`` (with
+  ``hex``, the Current Time value the hub wrote; a clock *read* is a ``ble`` event on
+  ``2A2B`` at the hub's time half-way through the read);
+- ``care_plan``: the patient's care-plan threshold overrides, ``{"thresholds": {..}}``
+  (``device`` is optional on this one).
 
 Pure: parsing and formatting only, no files beyond :func:`read_feed` / :func:`write_feed`.
 """
@@ -30,13 +35,21 @@ from wardwatch.reading import Component, Reading
 from wardwatch.units import normalize_unit
 from wardwatch.vocabulary import KINDS
 
-DeviceHappening = Literal["disconnect", "reconnect", "clock_change"]
-DEVICE_HAPPENINGS: tuple[DeviceHappening, ...] = ("disconnect", "reconnect", "clock_change")
+DeviceHappening = Literal["disconnect", "reconnect", "clock_change", "connect", "clock_set"]
+DEVICE_HAPPENINGS: tuple[DeviceHappening, ...] = (
+    "disconnect",
+    "reconnect",
+    "clock_change",
+    "connect",
+    "clock_set",
+)
+#: optional fields of a device happening (recorded feeds, ``firmware_sim.feeds.record``)
+_HAPPENING_FIELDS = ("offset_s", "profile", "gateway", "hex")
 
 #: the kinds a feed reading may name: every vocabulary kind
 FEED_KINDS: tuple[str, ...] = tuple(KINDS)
 
-_PAYLOAD_KEYS = ("reading", "ble", "mqtt", "event")
+_PAYLOAD_KEYS = ("reading", "ble", "mqtt", "event", "care_plan")
 _BP_COMPONENTS = ("systolic", "diastolic", "mean_arterial_pressure")
 
 
@@ -67,8 +80,16 @@ class MqttMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class CarePlan:
+    """A patient's care-plan threshold overrides (``Patient.thresholds``, docs/alerting.md)."""
+
+    thresholds: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class FeedEvent:
-    """One line of a feed; exactly one of ``reading``, ``ble``, ``mqtt``, ``event`` is set."""
+    """One line of a feed; exactly one of ``reading``, ``ble``, ``mqtt``, ``event``,
+    ``care_plan`` is set (``device`` is ``""`` on a care-plan event without one)."""
 
     at: datetime
     device: str
@@ -80,15 +101,28 @@ class FeedEvent:
     offset_s: float | None = None
     """For ``clock_change``: how far the device clock jumped (seconds, + is ahead)."""
     line: int = 0
+    care_plan: CarePlan | None = None
+    profile: str | None = None
+    """For ``connect`` (recorded): the device profile the hub used."""
+    gateway: str | None = None
+    """For ``connect`` (recorded): the id of the hub that recorded the feed."""
+    data: bytes | None = None
+    """For ``clock_set``: the Current Time value the hub wrote (JSON ``hex``) at ``at``."""
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise FeedError(f"time {self.at.isoformat()} has no time zone", line=self.line)
-        set_ = [x for x in (self.reading, self.ble, self.mqtt, self.event) if x is not None]
+        payloads = (self.reading, self.ble, self.mqtt, self.event, self.care_plan)
+        set_ = [x for x in payloads if x is not None]
         if len(set_) != 1:
-            raise FeedError("an event has exactly one of reading, ble, mqtt, event", line=self.line)
-        if self.reading is not None and self.patient is None:
-            raise FeedError("a reading event needs a patient", line=self.line)
+            raise FeedError(
+                "an event has exactly one of reading, ble, mqtt, event, care_plan", line=self.line
+            )
+        if (self.reading is not None or self.care_plan is not None) and self.patient is None:
+            kind = "reading" if self.care_plan is None else "care_plan"
+            raise FeedError(f"a {kind} event needs a patient", line=self.line)
+        if not self.device and self.care_plan is None:
+            raise FeedError("device must be a non-empty string", line=self.line)
 
 
 def format_time(at: datetime) -> str:
@@ -184,6 +218,23 @@ def _mqtt(doc: object, line: int) -> MqttMessage:
     raise FeedError("mqtt.payload must be a string or a JSON object", line=line)
 
 
+def _care_plan(doc: object, line: int) -> CarePlan:
+    if not isinstance(doc, Mapping):
+        raise FeedError("care_plan must be an object", line=line)
+    unknown = set(doc) - {"thresholds"}
+    if unknown:
+        raise FeedError(f"care_plan has unknown fields {sorted(unknown)}", line=line)
+    thresholds = doc.get("thresholds", {})
+    if not isinstance(thresholds, Mapping):
+        raise FeedError("care_plan.thresholds must be an object", line=line)
+    out: dict[str, float] = {}
+    for name, value in thresholds.items():
+        if not isinstance(name, str) or not name:
+            raise FeedError("care_plan.thresholds names must be non-empty strings", line=line)
+        out[name] = _number(value, f"care_plan.thresholds.{name}", line)
+    return CarePlan(out)
+
+
 def event_from_json(doc: object, *, line: int = 0) -> FeedEvent:
     """One event from its decoded JSON; FeedError names the line and what is wrong."""
     if not isinstance(doc, Mapping):
@@ -194,11 +245,12 @@ def event_from_json(doc: object, *, line: int = 0) -> FeedEvent:
             f"an event needs exactly one of {', '.join(_PAYLOAD_KEYS)} (found {present})",
             line=line,
         )
-    unknown = set(doc) - {"at", "patient", "device", "offset_s", *_PAYLOAD_KEYS}
+    unknown = set(doc) - {"at", "patient", "device", *_HAPPENING_FIELDS, *_PAYLOAD_KEYS}
     if unknown:
         raise FeedError(f"unknown fields {sorted(unknown)}", line=line)
     at = parse_time(doc.get("at"), line=line)
-    device = _string(doc, "device", line)
+    care_plan_only = present[0] == "care_plan" and "device" not in doc
+    device = "" if care_plan_only else _string(doc, "device", line)
     patient = doc.get("patient")
     if patient is not None and (not isinstance(patient, str) or not patient):
         raise FeedError(f"patient must be a non-empty string, got {patient!r}", line=line)
@@ -211,12 +263,28 @@ def event_from_json(doc: object, *, line: int = 0) -> FeedEvent:
         return FeedEvent(at, device, patient, ble=_ble(doc["ble"], line), line=line)
     if kind == "mqtt":
         return FeedEvent(at, device, patient, mqtt=_mqtt(doc["mqtt"], line), line=line)
+    if kind == "care_plan":
+        if patient is None:
+            raise FeedError("a care_plan event needs a patient", line=line)
+        return FeedEvent(
+            at, device, patient, care_plan=_care_plan(doc["care_plan"], line), line=line
+        )
     happening = doc["event"]
     if happening not in DEVICE_HAPPENINGS:
         raise FeedError(
             f"event {happening!r} is not one of {', '.join(DEVICE_HAPPENINGS)}", line=line
         )
     offset = doc.get("offset_s")
+    texts = {k: doc.get(k) for k in ("profile", "gateway", "hex")}
+    for key, value in texts.items():
+        if value is not None and (not isinstance(value, str) or not value):
+            raise FeedError(f"{key} must be a non-empty string, got {value!r}", line=line)
+    data = None
+    if texts["hex"] is not None:
+        try:
+            data = bytes.fromhex(str(texts["hex"]))
+        except ValueError:
+            raise FeedError(f"hex {texts['hex']!r} is not hexadecimal bytes", line=line) from None
     return FeedEvent(
         at,
         device,
@@ -224,6 +292,9 @@ def event_from_json(doc: object, *, line: int = 0) -> FeedEvent:
         event=happening,
         offset_s=None if offset is None else _number(offset, "offset_s", line),
         line=line,
+        profile=None if texts["profile"] is None else str(texts["profile"]),
+        gateway=None if texts["gateway"] is None else str(texts["gateway"]),
+        data=data,
     )
 
 
@@ -276,7 +347,8 @@ def event_to_json(event: FeedEvent) -> dict[str, Any]:
     out: dict[str, Any] = {"at": format_time(event.at)}
     if event.patient is not None:
         out["patient"] = event.patient
-    out["device"] = event.device
+    if event.device:
+        out["device"] = event.device
     if event.reading is not None:
         out["reading"] = _reading_json(event.reading)
     elif event.ble is not None:
@@ -289,10 +361,19 @@ def event_to_json(event: FeedEvent) -> dict[str, Any]:
         if not isinstance(payload, dict | list):
             payload = event.mqtt.payload.decode("utf-8", errors="replace")
         out["mqtt"] = {"topic": event.mqtt.topic, "payload": payload}
+    elif event.care_plan is not None:
+        thresholds = {k: _json_number(v) for k, v in event.care_plan.thresholds.items()}
+        out["care_plan"] = {"thresholds": thresholds}
     else:
         out["event"] = event.event
         if event.offset_s is not None:
             out["offset_s"] = _json_number(event.offset_s)
+        if event.profile is not None:
+            out["profile"] = event.profile
+        if event.gateway is not None:
+            out["gateway"] = event.gateway
+        if event.data is not None:
+            out["hex"] = event.data.hex()
     return out
 
 
@@ -334,3 +415,8 @@ def blood_pressure_event(
     return FeedEvent(
         at, device, patient, reading=Reading(kind="blood_pressure", at=at, components=components)
     )
+
+
+def care_plan_event(at: datetime, patient: str, thresholds: Mapping[str, float]) -> FeedEvent:
+    """A care-plan event: ``patient``'s threshold overrides from ``at`` on."""
+    return FeedEvent(at, "", patient, care_plan=CarePlan(dict(thresholds)))

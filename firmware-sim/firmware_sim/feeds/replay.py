@@ -1,5 +1,9 @@
 """Replay a feed into a store: ingest and alerting in-process, on the feed's own clock.
 
+This is the ``store`` path of ``wardwatch sim replay``; the paths through the real chain
+(``http``, ``ble``, ``mqtt``) are in :mod:`firmware_sim.feeds.paths` and reuse the
+:class:`FeedReplayer`'s pipeline, alert engine and enrolment.
+
 Each reading becomes an Observation (gateway device ``sim-replay``), batched into FHIR
 batch Bundles and handed to :class:`ingest.pipeline.IngestPipeline`: the same validation,
 store and quarantine path as the HTTP and MQTT front doors. The alert engine runs as the
@@ -9,21 +13,23 @@ pipeline's ``on_stored`` hook. Both clocks read the time of the event being repl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
 from alerting.engine import AlertEngine
 from alerting.notify import Notifier, RecordingNotifier
 from firmware_sim.feeds.format import FeedEvent, format_event
-from gateway.decoders import decode_characteristic
+from gateway.decoders import Decoded, decode_characteristic, decode_current_time
 from gateway.errors import DecodeError
+from gateway.timekeeping import ClockSample, SessionClock, UntrustedTimeError, estimate_offset
 from ingest.pipeline import IngestPipeline, IngestResult
 from wardwatch.errors import ContractError
 from wardwatch.fhir import JSON, bundle, observation_from_reading
@@ -36,14 +42,18 @@ GATEWAY = "sim-replay"
 """The gateway device named on replayed Observations."""
 SOURCE = "sim-replay"
 _UPLINK_TOPIC = re.compile(r"wardwatch/v1/gw/([^/]+)/obs")
+_CURRENT_TIME = "2A2B"
 
 Sleep = Callable[[float], None]
+Submit = Callable[[bytes, str, str], IngestResult]
+"""Hands one bundle (payload, source, gateway) to ingest and returns what became of it."""
 
 
 @dataclass(slots=True)
 class ReplayResult:
     """What a replay did."""
 
+    path: str = "store"
     events: int = 0
     readings: int = 0
     """Readings sent to ingest (a raw BLE value may give several; systolic+diastolic one)."""
@@ -52,6 +62,8 @@ class ReplayResult:
     rejected: int = 0
     """Observations ingest quarantined, plus raw values that could not be decoded."""
     device_events: int = 0
+    not_sent: int = 0
+    """Events the path cannot carry (quarantined ``unsupported-on-path``, also in rejected)."""
     enrolled: list[str] = field(default_factory=list)
     paired: list[str] = field(default_factory=list)
     alerts_changed: int = 0
@@ -59,27 +71,38 @@ class ReplayResult:
     def as_json(self) -> dict[str, object]:
         """The result as a JSON-compatible object."""
         return {
+            "path": self.path,
             "events": self.events,
             "readings": self.readings,
             "stored": self.stored,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "device_events": self.device_events,
+            "not_sent": self.not_sent,
             "enrolled": self.enrolled,
             "paired": self.paired,
             "alerts_changed": self.alerts_changed,
         }
 
 
-class _FeedClock:
-    """The replay's clock: the time of the event being replayed."""
+class FeedClock:
+    """The replay's clock: the time of the event being replayed (set by the replayer)."""
 
-    def __init__(self) -> None:
-        self.now: datetime | None = None
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now: datetime | None = now
 
     def __call__(self) -> datetime:
         assert self.now is not None, "clock read before the first event"
         return self.now
+
+    def set(self, at: datetime) -> None:
+        """Show ``at`` from now on."""
+        self.now = at
+
+    def advance(self, at: datetime) -> None:
+        """Move on to ``at`` unless the clock is already later."""
+        if self.now is None or at > self.now:
+            self.now = at
 
 
 class FeedReplayer:
@@ -93,14 +116,19 @@ class FeedReplayer:
         batch_size: int = 200,
         speed: float | None = None,
         sleep: Sleep = time.sleep,
+        clock: FeedClock | None = None,
+        submit: Submit | None = None,
     ) -> None:
+        """``clock``: the feed clock to share with other parts (a new one by default);
+        ``submit``: where bundles go (default: straight into the ingest pipeline)."""
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (None: as fast as possible)")
         self.store = store
         self.batch_size = batch_size
         self.speed = speed
         self.sleep = sleep
-        self.clock = _FeedClock()
+        self.clock = clock if clock is not None else FeedClock()
+        self.submit: Submit = submit if submit is not None else self._ingest
         self.notifier = notifier or RecordingNotifier()
         self.engine = AlertEngine(store, self.notifier, clock=self.clock)
         self.pipeline = IngestPipeline(store, clock=self.clock, on_stored=[self._on_stored])
@@ -109,6 +137,8 @@ class FeedReplayer:
         self._known_devices: set[str] = set()
         self._result = ReplayResult()
         self._pending_bp: dict[tuple[str, str, datetime], tuple[FeedEvent, Reading]] = {}
+        self._clocks: dict[str, SessionClock] = {}
+        """Per device: its clock as last read (a raw Current Time value), as the hub does."""
 
     def _on_stored(self, rows: Sequence[StoredObservation]) -> None:
         self._result.alerts_changed += len(self.engine.process(rows))
@@ -126,8 +156,7 @@ class FeedReplayer:
                     self.sleep(gap)
             previous = event.at
             self._emit_pending(before=event.at)
-            if self.clock.now is None or event.at > self.clock.now:
-                self.clock.now = event.at
+            self.clock.advance(event.at)
             self._handle(event)
         self._emit_pending(before=None)
         self._flush()
@@ -147,28 +176,54 @@ class FeedReplayer:
                 return
             self._enrol(patient, event.device)
             try:
-                decoded = decode_characteristic(
-                    event.ble.characteristic, event.ble.data, received_at=event.at
-                )
+                decoded = self._decode_ble(event)
+            except UntrustedTimeError as exc:
+                self._quarantine(event, exc.code, str(exc))
+                return
             except (DecodeError, ContractError) as exc:
                 self._quarantine(event, "decode-error", str(exc))
                 return
             for reading in decoded.readings:
                 self._add(patient, event.device, reading)
+        elif event.care_plan is not None:
+            assert event.patient is not None  # FeedEvent guarantees it
+            self._set_care_plan(event.patient, event.care_plan.thresholds)
         elif event.mqtt is not None:
             match = _UPLINK_TOPIC.fullmatch(event.mqtt.topic)
             if match is None:
                 self._quarantine(event, "unsupported-topic", f"topic {event.mqtt.topic}")
                 return
             self._flush()
-            self._count(
-                self.pipeline.ingest_bundle(
-                    event.mqtt.payload, source=f"mqtt:{event.mqtt.topic}", gateway=match[1]
-                )
-            )
+            self._count(self.submit(event.mqtt.payload, f"mqtt:{event.mqtt.topic}", match[1]))
         else:
             self._result.device_events += 1
             log.debug("device %s: %s", event.device, event.event)
+
+    def _decode_ble(self, event: FeedEvent) -> Decoded:
+        """Decode a raw value; a device's stamps are placed on the hub's timeline as the
+        gateway does (``gateway.timekeeping``): a Current Time value read at ``at`` gives
+        the device clock's offset, applied to its later time-stamped values."""
+        assert event.ble is not None
+        decoded = decode_characteristic(
+            event.ble.characteristic, event.ble.data, received_at=event.at
+        )
+        if event.ble.characteristic == _CURRENT_TIME:
+            device_time = decode_current_time(event.ble.data).to_datetime(UTC)
+            estimate = estimate_offset([ClockSample(device_time, event.at)])
+            self._clocks[event.device] = SessionClock(estimate)
+            return decoded
+        clock = self._clocks.get(event.device)
+        return decoded if clock is None else clock.apply(decoded, event.at)
+
+    def _set_care_plan(self, patient: str, thresholds: Mapping[str, float]) -> None:
+        """Enrol ``patient`` if new, with these care-plan threshold overrides."""
+        self._known_patients.add(patient)
+        old = self.store.get_patient(patient)
+        if old is None:
+            self._result.enrolled.append(patient)
+            old = Patient(id=patient, display_name=f"Synthetic {patient}")
+        merged = {**old.thresholds, **thresholds}
+        self.store.upsert_patient(dataclasses.replace(old, thresholds=merged))
 
     def _reading(self, event: FeedEvent, reading: Reading) -> None:
         assert event.patient is not None
@@ -215,12 +270,32 @@ class FeedReplayer:
             return
         doc = bundle(self._batch, bundle_id=str(uuid.uuid4()))
         self._batch = []
-        self._count(self.pipeline.ingest_bundle(orjson.dumps(doc), source=SOURCE, gateway=GATEWAY))
+        self._count(self.submit(orjson.dumps(doc), SOURCE, GATEWAY))
+
+    def _ingest(self, payload: bytes, source: str, gateway: str) -> IngestResult:
+        return self.pipeline.ingest_bundle(payload, source=source, gateway=gateway)
 
     def _count(self, result: IngestResult) -> None:
         self._result.stored += result.stored
         self._result.duplicates += result.duplicates
         self._result.rejected += len(result.rejected)
+
+    def quarantine(self, event: FeedEvent, code: str, reason: str) -> None:
+        """Keep an event that was not replayed in the store's quarantine, with its reason."""
+        self._quarantine(event, code, reason)
+
+    def enrol(self, patient: str, device: str) -> None:
+        """Enrol ``patient`` (default care plan) and pair ``device`` to them, if not yet."""
+        self._enrol(patient, device)
+
+    def set_care_plan(self, patient: str, thresholds: Mapping[str, float]) -> None:
+        """Set ``patient``'s care-plan threshold overrides (enrolling them if new)."""
+        self._set_care_plan(patient, thresholds)
+
+    @property
+    def result(self) -> ReplayResult:
+        """What the replay did so far."""
+        return self._result
 
     def _quarantine(self, event: FeedEvent, code: str, reason: str) -> None:
         self._result.rejected += 1

@@ -1,11 +1,12 @@
 """Scoring: alerts against ground-truth episodes. Pure, apart from :func:`load_alerts`.
 
-An alert matches an episode when it is for the same patient and was opened within
-``[start, end + grace]`` (``end`` null: the end of the patient's monitored window). An
-alert matching no episode is a false alert. Per episode type: sensitivity, detection delay
-(first matching alert's ``opened_at`` minus the episode start; median and worst) and false
-alerts per patient-week over the patients who have episodes of that type; overall: false
-alerts per patient-week over every monitored patient.
+An alert matches an episode when it is for the same patient, was opened within
+``[start, end + grace]`` (``end`` null: the end of the patient's monitored window) and its
+rule is one that detects that type of episode (:data:`DETECTING_RULES`; any rule for a type
+not listed there). An alert matching no episode is a false alert. Per episode type:
+sensitivity, detection delay (first matching alert's ``opened_at`` minus the episode start;
+median and worst) and false alerts per patient-week over the patients who have episodes of
+that type; overall: false alerts per patient-week over every monitored patient.
 """
 
 from __future__ import annotations
@@ -22,6 +23,39 @@ import orjson
 from firmware_sim.errors import FirmwareSimError
 from firmware_sim.feeds.format import FeedError, parse_time
 from firmware_sim.feeds.truth import Episode, GroundTruth, MonitoredPatient
+
+#: episode type -> rule id prefixes (``alerting``, docs/alerting.md) whose alerts detect it.
+#: A prefix ending in "." matches the rules under it; otherwise the rule id itself or its
+#: sub-rules. Types not listed are detected by any rule. ``data.silent`` and ``hub.offline``
+#: are the planned missing-data rules (not built yet: those types score 0 until they are).
+DETECTING_RULES: Mapping[str, tuple[str, ...]] = {
+    "hypertensive_crisis": ("bp.hypertensive_crisis",),
+    "bp_rising_trend": ("bp.trend.rising",),
+    "heart_failure_decompensation": ("weight.",),
+    "fever": ("temperature.", "news2."),
+    "copd_desaturation": ("spo2.", "news2."),
+    "tachycardia": ("heart_rate.high", "news2."),
+    "hypo_level1": ("glucose.cgm.hypo.", "glucose.hypo.", "glucose.predicted_low"),
+    "hypo_level2": ("glucose.cgm.hypo.", "glucose.hypo.", "glucose.predicted_low"),
+    "nocturnal_hypoglycaemia": ("glucose.cgm.hypo.", "glucose.hypo.", "glucose.predicted_low"),
+    "hyper_level1": ("glucose.cgm.hyper.", "glucose.hyper."),
+    "hyper_level2": ("glucose.cgm.hyper.", "glucose.hyper."),
+    "postprandial_hyperglycaemia": ("glucose.cgm.hyper.", "glucose.hyper."),
+    "sensor_signal_loss": ("data.silent",),
+    "device_silent": ("data.silent",),
+    "hub_offline": ("hub.offline",),
+}
+
+
+def detects(rule: str, episode_type: str) -> bool:
+    """True when an alert of ``rule`` counts as detecting an episode of ``episode_type``."""
+    prefixes = DETECTING_RULES.get(episode_type)
+    if prefixes is None:
+        return True
+    return any(
+        rule.startswith(p) if p.endswith(".") else rule == p or rule.startswith(p + ".")
+        for p in prefixes
+    )
 
 
 class ScoreInputError(FirmwareSimError):
@@ -108,7 +142,9 @@ def score(
         hits = [
             i
             for i, a in enumerate(alerts)
-            if a.patient == e.patient and e.start <= a.opened_at <= end + grace
+            if a.patient == e.patient
+            and e.start <= a.opened_at <= end + grace
+            and detects(a.rule, e.type)
         ]
         matched_alerts.update(hits)
         count = counts.setdefault(e.type, [0, 0])

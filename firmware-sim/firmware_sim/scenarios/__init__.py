@@ -18,7 +18,7 @@ import numpy as np
 
 from firmware_sim.feeds.format import FeedEvent, write_feed
 from firmware_sim.feeds.truth import GroundTruth, write_truth
-from firmware_sim.scenarios import library
+from firmware_sim.scenarios import cgm, faults, library
 from firmware_sim.scenarios.library import Generator
 
 #: every scenario starts here (the Monday the shared glucose traces start too)
@@ -36,6 +36,8 @@ class Scenario:
     generator: Generator
     patients: int
     days: int
+    min_days: int = 1
+    """The shortest monitoring window the generator can place its episodes in."""
 
 
 SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
@@ -57,6 +59,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 library.hypertensive_crisis,
                 2,
                 14,
+                min_days=2,
             ),
             Scenario(
                 "heart_failure",
@@ -73,6 +76,7 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 library.fever,
                 2,
                 14,
+                min_days=3,
             ),
             Scenario(
                 "copd_desaturation",
@@ -81,6 +85,72 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
                 library.copd_desaturation,
                 2,
                 21,
+            ),
+            Scenario(
+                "bp_slow_rise",
+                "bpr",
+                "systolic rising 1-2 mmHg/day over 3-4 weeks, twice-daily home readings",
+                library.bp_slow_rise,
+                3,
+                42,
+            ),
+            Scenario(
+                "glucose_excursions",
+                "glu",
+                "T1D on CGM (5 min): nocturnal hypoglycaemia and post-meal hyperglycaemia",
+                cgm.glucose_excursions,
+                2,
+                14,
+            ),
+            Scenario(
+                "tachycardia",
+                "tac",
+                "wearable resting HR every 10 min; fast AF > 130/min for 4-30 h (NEWS2 3)",
+                library.tachycardia,
+                2,
+                10,
+                min_days=2,
+            ),
+            Scenario(
+                "device_silent",
+                "sil",
+                "one device per patient silent for 3-6 days (or to the end)",
+                faults.device_silent,
+                3,
+                21,
+            ),
+            Scenario(
+                "hub_offline",
+                "hub",
+                "hub offline 20-30 h; the cuff's stored readings arrive late, the rest lost",
+                faults.hub_offline,
+                2,
+                14,
+            ),
+            Scenario(
+                "clock_drift",
+                "clk",
+                "raw BLE cuff with a drifting clock (Current Time read): times corrected",
+                faults.clock_drift,
+                2,
+                28,
+            ),
+            Scenario(
+                "duplicate_transmissions",
+                "dup",
+                "hypertensive crisis feed with readings sent 2-5 times: no extra alerts",
+                faults.duplicate_transmissions,
+                2,
+                14,
+                min_days=2,
+            ),
+            Scenario(
+                "corrupted_packets",
+                "cor",
+                "raw BLE cuff values, 15 % damaged: quarantined, no alerts",
+                faults.corrupted_packets,
+                2,
+                14,
             ),
         )
     }
@@ -96,6 +166,8 @@ def generate(
     d = days if days is not None else scenario.days
     if n < 1 or d < 1:
         raise ValueError("patients and days must be at least 1")
+    if d < scenario.min_days:
+        raise ValueError(f"scenario {name} needs at least {scenario.min_days} days (--days)")
     rng = np.random.default_rng(seed)
     out = scenario.generator(rng, START, f"{scenario.prefix}{seed}", n, d)
     events = sorted(
@@ -107,7 +179,7 @@ def generate(
         patients=tuple(out.patients),
         episodes=tuple(sorted(out.episodes, key=lambda e: (e.start, e.patient))),
         seed=seed,
-        parameters={"patients": n, "days": d, "start": START.isoformat()},
+        parameters={"patients": n, "days": d, "start": START.isoformat(), **out.facts},
     )
     return events, truth
 

@@ -11,10 +11,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from firmware_sim.feeds.format import FeedEvent, blood_pressure_event, reading_event
+from firmware_sim.feeds.format import (
+    FeedEvent,
+    blood_pressure_event,
+    care_plan_event,
+    reading_event,
+)
 from firmware_sim.feeds.truth import Episode, MonitoredPatient
 from firmware_sim.scenarios import _physiology as phys
 
@@ -28,6 +34,8 @@ class ScenarioOutput:
     events: list[FeedEvent] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     patients: list[MonitoredPatient] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What the truth's ``parameters`` also say (expected counts, true times, ...)."""
 
 
 Generator = Callable[[Rng, datetime, str, int, int], ScenarioOutput]
@@ -291,10 +299,15 @@ def fever(rng: Rng, start: datetime, prefix: str, patients: int, days: int) -> S
 def copd_desaturation(
     rng: Rng, start: datetime, prefix: str, patients: int, days: int
 ) -> ScenarioOutput:
-    """COPD with an exacerbation: SpO2 falls 5-8 points, below 88 %, for days."""
+    """COPD with an exacerbation: SpO2 falls 5-8 points, below 88 %, for days.
+
+    The patients are at risk of hypercapnic respiratory failure: their care plan uses the
+    NEWS2 SpO2 scale 2 (target 88-92 %, BTS 2017), set by a ``care_plan`` event at the start.
+    """
     out = ScenarioOutput()
     for n in range(1, patients + 1):
         p = _Patient(rng, f"{prefix}-{n:03d}", copd=True)
+        out.events.append(care_plan_event(start, p.id, {"news2.spo2_scale": 2}))
         onset = _u(rng, (48.0, max(72.0, (days - 8) * 24.0)))
         length = _u(rng, phys.COPD_DAYS) * 24
         drop = _Bump(onset, _u(rng, phys.COPD_ONSET_HOURS), length, _u(rng, phys.COPD_DROP))
@@ -304,5 +317,94 @@ def copd_desaturation(
         if span is not None:
             nadir = {"nadir_spo2": round(p.spo2 - drop.amplitude, 1)}
             out.episodes.append(Episode("copd_desaturation", p.id, span[0], span[1], nadir))
+        _window(out, p.id, start, days)
+    return out
+
+
+def bp_slow_rise(
+    rng: Rng, start: datetime, prefix: str, patients: int, days: int
+) -> ScenarioOutput:
+    """Systolic rising 1-2 mmHg/day over 3-4 weeks (twice-daily home readings).
+
+    Each reading is the day's level (day-to-day SD) plus the reading's own spread (within
+    the day) plus a small morning excess; the episode is the rise, from its first day to
+    its last (or the end of the feed).
+    """
+    out = ScenarioOutput()
+    for n in range(1, patients + 1):
+        p = _Patient(rng, f"{prefix}-{n:03d}")
+        p.systolic = _u(rng, phys.BP_RISE_BASELINE_SYSTOLIC)
+        length = int(rng.integers(phys.BP_RISE_DAYS[0], phys.BP_RISE_DAYS[1] + 1))
+        # a baseline week first when the feed is long enough
+        lo = min(7, max(0, days - length))
+        first = int(rng.integers(lo, max(lo + 1, days - length + 1)))
+        rate = _u(rng, phys.BP_RISE_PER_DAY)
+        noise_clip = 2.5 * (phys.BP_DAY_LEVEL_SD + phys.BP_READING_SD)
+        cap = phys.BP_RISE_CEILING - noise_clip - phys.BP_MORNING_EXCESS - p.systolic
+        rate = min(rate, cap / length)
+        for d in range(days):
+            day = start + timedelta(days=d)
+            rise = rate * min(max(d - first, 0), length)
+            level_sbp = p.systolic + rise + _noise(rng, phys.BP_DAY_LEVEL_SD)
+            level_dbp = (
+                p.diastolic
+                + phys.BP_RISE_DIASTOLIC_FRACTION * rise
+                + _noise(rng, phys.BP_DIASTOLIC_DAY_SD * 0.75)
+            )
+            for hour, excess in ((7.5, phys.BP_MORNING_EXCESS), (19.5, 0.0)):
+                at = _when(rng, day, hour)
+                if not _present(rng):
+                    continue
+                sbp = level_sbp + excess + _noise(rng, phys.BP_READING_SD)
+                dbp = level_dbp + excess / 2 + _noise(rng, phys.BP_DIASTOLIC_DAY_SD * 0.66)
+                _bp(out, rng, p, at, sbp, dbp)
+        end_day = first + length
+        out.episodes.append(
+            Episode(
+                "bp_rising_trend",
+                p.id,
+                start + timedelta(days=first),
+                start + timedelta(days=end_day) if end_day <= days else None,
+                {"mmhg_per_day": round(rate, 2), "days": length},
+            )
+        )
+        _window(out, p.id, start, days)
+    return out
+
+
+def tachycardia(rng: Rng, start: datetime, prefix: str, patients: int, days: int) -> ScenarioOutput:
+    """A wearable's resting heart rate every 10 min; one tachycardia > 130/min per patient.
+
+    A paroxysm of fast atrial fibrillation: abrupt onset, an irregular rate of 140-165/min
+    for 4-30 hours, then back to sinus rhythm. The episode runs from the paroxysm's onset
+    (the rhythm change; the rate passes 130 within minutes) to the rate's return below 130.
+    """
+    out = ScenarioOutput()
+    step = timedelta(minutes=phys.WEARABLE_HR_MINUTES)
+    for n in range(1, patients + 1):
+        p = _Patient(rng, f"{prefix}-{n:03d}")
+        patch = f"patch-{p.id}"
+        onset = _u(rng, (24.0, max(36.0, (days - 2) * 24.0)))
+        length = _u(rng, phys.TACHY_HOURS)
+        peak = _u(rng, phys.TACHY_PEAK)
+        rise_h = _u(rng, phys.TACHY_ONSET_MINUTES) / 60
+        fast = _Bump(onset, rise_h, length, peak - p.heart_rate, 0.2)
+        flags = [p.heart_rate + fast(h) > phys.TACHY_AT for h in _grid(days)]
+        span = _span(start, flags)
+        assert span is not None  # the peak is above 130 by construction
+        onset_at = start + timedelta(minutes=math.floor(onset * 60))
+        at = start + timedelta(minutes=int(rng.integers(0, phys.WEARABLE_HR_MINUTES)))
+        end = start + timedelta(days=days)
+        while at < end:
+            h = (at - start).total_seconds() / 3600
+            night = phys.HR_NIGHT_DIP * math.cos(2 * math.pi * (h % 24 - 3.0) / 24)
+            extra = fast(h)
+            sd = phys.TACHY_SD if extra > 10 else phys.HR_DAY_SD
+            bpm = p.heart_rate - max(night, 0.0) + extra + _noise(rng, sd)
+            out.events.append(reading_event(at, p.id, patch, "heart_rate", round(bpm), "bpm"))
+            at += step
+        out.episodes.append(
+            Episode("tachycardia", p.id, onset_at, span[1], {"peak_bpm": round(peak)})
+        )
         _window(out, p.id, start, days)
     return out
