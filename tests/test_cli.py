@@ -70,3 +70,20 @@ def test_example_hub_config_loads() -> None:
     config = GatewayConfig.from_toml(ROOT / "deploy" / "gateway" / "hub.example.toml")
     assert config.gateway_id == "gw-0001"
     assert config.devices[0].patient == "p-0001"
+
+
+def test_ingest_http_on_a_public_address_needs_a_write_token(tmp_path: Path) -> None:
+    result = wardwatch(
+        "ingest",
+        "run",
+        "--store",
+        f"sqlite:{tmp_path / 'w.sqlite'}",
+        "--broker",
+        "mqtt://127.0.0.1:1",
+        "--http-port",
+        "8080",
+        "--http-host",
+        "0.0.0.0",
+    )
+    assert result.returncode == 2
+    assert "needs a write token" in result.stderr

@@ -42,37 +42,119 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- gateway ---------------------------------------------------------------------------
+def _gateway_fail(message: str) -> int:
+    sys.stderr.write(f"wardwatch gateway: {message}\n")
+    return 2
+
+
 def _cmd_gateway_run(args: argparse.Namespace) -> int:
+    from gateway.errors import GatewayError
     from gateway.runtime import Gateway, GatewayConfig
 
-    config = GatewayConfig.from_toml(args.config)
-    return _run(lambda: Gateway(config).run())
+    try:
+        config = GatewayConfig.from_toml(args.config)
+    except GatewayError as exc:
+        return _gateway_fail(str(exc))
+    if args.record is None:
+        return _run(lambda: Gateway(config).run())
+    from firmware_sim.feeds.record import FeedRecorder
+
+    try:
+        recorder = FeedRecorder(args.record, gateway_id=config.gateway_id)
+    except OSError as exc:
+        return _gateway_fail(f"--record {args.record}: {exc}")
+    with recorder:
+        return _run(lambda: Gateway(config, record=recorder).run())
 
 
 def _cmd_gateway_status(args: argparse.Namespace) -> int:
     import orjson
 
-    from gateway.outbox import Outbox
-    from gateway.runtime import GatewayConfig
+    from gateway.errors import GatewayError
+    from gateway.runtime import GatewayConfig, offline_status
 
-    config = GatewayConfig.from_toml(args.config)
-    outbox = Outbox(config.outbox_path)
-    status = {
-        "gateway": config.gateway_id,
-        "queued": outbox.pending(),
-        "sent": outbox.sent(),
-        "quarantined": len(outbox.quarantined()),
-        "devices": [d.device_id for d in config.devices],
-    }
-    outbox.close()
+    try:
+        status = offline_status(GatewayConfig.from_toml(args.config))
+    except GatewayError as exc:
+        return _gateway_fail(str(exc))
     sys.stdout.write(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _cmd_gateway_pair(args: argparse.Namespace) -> int:
+    from gateway.ble import PairedDevice
+    from gateway.errors import GatewayError
+    from gateway.runtime import pair_device
+
+    device = PairedDevice(
+        args.device_id, args.patient, args.address, args.name, args.topic, args.profile
+    )
+    try:
+        outcome = pair_device(args.config, device)
+    except GatewayError as exc:
+        return _gateway_fail(str(exc))
+    sys.stdout.write(f"{outcome} device {args.device_id}; restart the gateway to apply\n")
+    return 0
+
+
+def _cmd_gateway_devices(args: argparse.Namespace) -> int:
+    import orjson
+
+    from gateway.errors import GatewayError
+    from gateway.runtime import GatewayConfig, offline_status
+
+    try:
+        devices = offline_status(GatewayConfig.from_toml(args.config))["devices"]
+    except GatewayError as exc:
+        return _gateway_fail(str(exc))
+    if args.json:
+        sys.stdout.write(orjson.dumps(devices).decode() + "\n")
+        return 0
+    cols = ("id", "patient", "match", "last_seen", "battery", "readings_in", "queued", "dropped")
+    rows = [[str(d[c]) if d[c] is not None else "-" for c in cols] for d in devices]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    for row in [list(cols), *rows]:
+        sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        sys.stdout.write("\n")
     return 0
 
 
 # -- ingest ------------------------------------------------------------------------------
 def _cmd_ingest_run(args: argparse.Namespace) -> int:
+    from ingest.http import MIN_TOKEN_LENGTH
     from ingest.pipeline import StoredHook
     from ingest.service import run_ingest
+
+    if args.read_token is not None and len(args.read_token) < MIN_TOKEN_LENGTH:
+        sys.stderr.write(
+            f"wardwatch ingest run: the read token must be at least {MIN_TOKEN_LENGTH} characters\n"
+        )
+        return 2
+    loopback = args.http_host in ("127.0.0.1", "::1", "localhost")
+    if args.http_port is not None and args.token is None and not loopback:
+        sys.stderr.write(
+            "wardwatch ingest run: an HTTP API on a non-loopback address needs a write token "
+            "(--token or WARDWATCH_INGEST_TOKEN)\n"
+        )
+        return 2
+
+    from ingest.stores.timescale_policy import Period, StoragePolicySettings
+
+    try:
+        storage = StoragePolicySettings(
+            refresh_every=Period.parse(args.rollup_every),
+            retention=None if args.retention.lower() == "off" else Period.parse(args.retention),
+            retention_every=Period.parse(args.retention_every),
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"wardwatch ingest run: {exc}\n")
+        return 2
+
+    def report_plan(plan: dict[str, str]) -> None:
+        import orjson
+
+        sys.stdout.write(f"storage policy: {orjson.dumps(plan).decode()}\n")
+        sys.stdout.flush()
 
     async def main() -> None:
         hooks: list[StoredHook] = []
@@ -83,7 +165,17 @@ def _cmd_ingest_run(args: argparse.Namespace) -> int:
             hook, _delivery = alerting_hook(open_store(args.store))
             hooks.append(hook)
         await run_ingest(
-            args.store, args.broker, http_port=args.http_port, workers=args.workers, hooks=hooks
+            args.store,
+            args.broker,
+            http_port=args.http_port,
+            workers=args.workers,
+            hooks=hooks,
+            token=args.token,
+            read_token=args.read_token,
+            read_principal=args.read_principal,
+            http_host=args.http_host,
+            storage=storage,
+            on_storage_plan=report_plan,
         )
 
     return _run(main)
@@ -202,10 +294,37 @@ def build_parser() -> argparse.ArgumentParser:
     gw_sub = gw.add_subparsers(dest="gateway_command", required=True, metavar="ACTION")
     gw_run = gw_sub.add_parser("run", help="run the gateway (BLE devices -> outbox -> uplink)")
     gw_run.add_argument("--config", required=True, help="gateway TOML file")
+    gw_run.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="also record what the devices send into this feed file (docs/feeds.md)",
+    )
     gw_run.set_defaults(handler=_cmd_gateway_run)
-    gw_status = gw_sub.add_parser("status", help="print the outbox's state as JSON")
+    gw_status = gw_sub.add_parser(
+        "status",
+        help="print the hub's state as JSON: queue, sent, dropped (per device and kind), devices",
+    )
     gw_status.add_argument("--config", required=True, help="gateway TOML file")
     gw_status.set_defaults(handler=_cmd_gateway_status)
+    gw_pair = gw_sub.add_parser(
+        "pair", help="add or replace a [[devices]] entry in the TOML file (the rest is kept)"
+    )
+    gw_pair.add_argument("--config", required=True, help="gateway TOML file (edited in place)")
+    gw_pair.add_argument("--device-id", required=True, help="the device's id")
+    gw_pair.add_argument("--patient", required=True, help="the patient id it belongs to")
+    how = gw_pair.add_mutually_exclusive_group(required=True)
+    how.add_argument("--address", help="BLE address")
+    how.add_argument("--name", help="BLE local name")
+    how.add_argument("--topic", help="MQTT topic or filter (needs device_broker)")
+    gw_pair.add_argument("--profile", help="pin a device profile id")
+    gw_pair.set_defaults(handler=_cmd_gateway_pair)
+    gw_devices = gw_sub.add_parser(
+        "devices", help="paired devices: last seen, battery, readings in, queued, dropped"
+    )
+    gw_devices.add_argument("--config", required=True, help="gateway TOML file")
+    gw_devices.add_argument("--json", action="store_true", help="print a JSON list")
+    gw_devices.set_defaults(handler=_cmd_gateway_devices)
 
     ing = sub.add_parser("ingest", help="the backend's ingest service")
     ing_sub = ing.add_subparsers(dest="ingest_command", required=True, metavar="ACTION")
@@ -225,10 +344,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=None, help="also serve POST /fhir/Bundle on this port"
     )
     ing_run.add_argument(
-        "--workers", type=int, default=1, help="MQTT consumers sharing the subscription"
+        "--http-host",
+        default=os.environ.get("WARDWATCH_HTTP_HOST", "127.0.0.1"),
+        help="address the HTTP API listens on (env WARDWATCH_HTTP_HOST; default 127.0.0.1)",
+    )
+    ing_run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="MQTT consumers sharing the subscription (0 with --http-port: HTTP only)",
+    )
+    ing_run.add_argument(
+        "--rollup-every",
+        default=os.environ.get("WARDWATCH_ROLLUP_EVERY", "5m"),
+        metavar="PERIOD",
+        help="refresh the hourly/daily rollups this often, e.g. 5m (env WARDWATCH_ROLLUP_EVERY)",
+    )
+    ing_run.add_argument(
+        "--retention",
+        default=os.environ.get("WARDWATCH_RETENTION", "off"),
+        metavar="PERIOD|off",
+        help="drop raw observations older than PERIOD, e.g. 5y (env WARDWATCH_RETENTION; "
+        "default off: clinical records are kept); TimescaleDB store only",
+    )
+    ing_run.add_argument(
+        "--retention-every",
+        default=os.environ.get("WARDWATCH_RETENTION_EVERY", "1h"),
+        metavar="PERIOD",
+        help="how often the retention step runs on the Apache edition (default 1h)",
     )
     ing_run.add_argument(
         "--with-alerting", action="store_true", help="run the alert engine in-process"
+    )
+    ing_run.add_argument(
+        "--token",
+        default=os.environ.get("WARDWATCH_INGEST_TOKEN") or None,
+        metavar="TOKEN",
+        help="bearer token gateways must send to POST /fhir/Bundle and /fhir/Observation "
+        "(env WARDWATCH_INGEST_TOKEN, preferred); required when --http-host is not loopback",
+    )
+    ing_run.add_argument(
+        "--read-token",
+        default=os.environ.get("WARDWATCH_READ_TOKEN") or None,
+        metavar="TOKEN",
+        help="bearer token for the audited FHIR read API (env WARDWATCH_READ_TOKEN, preferred: "
+        "the command line is visible to other users); without it every read is refused",
+    )
+    ing_run.add_argument(
+        "--read-principal",
+        default=os.environ.get("WARDWATCH_READ_PRINCIPAL", "read-service"),
+        metavar="NAME",
+        help="who reads with the read token, as written to the audit trail "
+        "(env WARDWATCH_READ_PRINCIPAL; default read-service)",
     )
     ing_run.set_defaults(handler=_cmd_ingest_run)
 
@@ -239,10 +406,144 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_list.add_argument("--json", action="store_true", help="print a JSON list")
     alerts_list.set_defaults(handler=_cmd_alerts_list)
 
+    _add_quarantine_parser(sub)
     _add_decode_parser(sub)
     _add_profiles_parser(sub)
     _add_sim_parser(sub)
     return parser
+
+
+# -- quarantine (list, re-ingest after a fix) ------------------------------------------------
+def _quarantine_fail(message: str) -> int:
+    sys.stderr.write(f"wardwatch quarantine: {message}\n")
+    return 2
+
+
+def _cmd_quarantine_list(args: argparse.Namespace) -> int:
+    import orjson
+
+    from ingest.reingest import quarantine_as_json
+    from ingest.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        items = store.list_quarantine(
+            state=None if args.state == "all" else args.state, reason_code=args.reason_code
+        )
+    finally:
+        store.close()
+    doc = [quarantine_as_json(i, payload=args.payload) for i in items]
+    if args.json:
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    for d in doc:
+        state = f"released {d['released_at']}" if d["released_at"] else "held"
+        sys.stdout.write(
+            f"{d['id']:>6}  {d['received_at']}  {d['reason_code']:<18}  {state:<40}  "
+            f"{d['source']}\n    {d['reason']}\n"
+        )
+    return 0
+
+
+def _cmd_quarantine_reingest(args: argparse.Namespace) -> int:
+    import getpass
+
+    import orjson
+
+    from ingest.errors import IngestError
+    from ingest.pipeline import StoredHook
+    from ingest.reingest import ReingestReport, reingest
+    from ingest.stores import open_store
+
+    if bool(args.ids) == args.all:
+        return _quarantine_fail("give the IDs to re-ingest, or --all (not both)")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    store = open_store(args.store)
+    try:
+        held = store.list_quarantine(
+            state="held", reason_code=args.reason_code, ids=args.ids or None
+        )
+        if args.ids:
+            missing = sorted(set(args.ids) - {i.id for i in held})
+            if missing:
+                return _quarantine_fail(
+                    f"not held in quarantine{' with that reason code' if args.reason_code else ''}"
+                    f" (unknown or already released): {', '.join(map(str, missing))}"
+                )
+
+        async def main() -> ReingestReport:
+            hooks: list[StoredHook] = []
+            delivery = None
+            if args.with_alerting:
+                from alerting.wiring import alerting_hook
+
+                hook, delivery = alerting_hook(store)
+                hooks.append(hook)
+            try:
+                return await asyncio.to_thread(
+                    reingest, store, held, principal=f"cli:{user}", hooks=hooks
+                )
+            finally:
+                if delivery is not None:
+                    await delivery.drain()
+
+        report = asyncio.run(main())
+    except IngestError as exc:
+        return _quarantine_fail(str(exc))
+    finally:
+        store.close()
+    doc = report.as_json()
+    if args.json:
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+    else:
+        for item_id in doc["released"]:
+            sys.stdout.write(f"{item_id:>6}  released\n")
+        for h in doc["held"]:
+            sys.stdout.write(f"{h['id']:>6}  still held: {h['reason_code']}: {h['reason']}\n")
+        sys.stdout.write(
+            f"{len(doc['released'])} released ({doc['stored']} observations newly stored), "
+            f"{len(doc['held'])} still held\n"
+        )
+    return 0
+
+
+def _add_quarantine_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    qua = sub.add_parser("quarantine", help="refused input kept with its reason: list, re-ingest")
+    qua_sub = qua.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
+    qlist = qua_sub.add_parser("list", help="list quarantined items (held and released)")
+    qlist.add_argument("--store", required=True, help="sqlite:PATH or postgresql://...")
+    qlist.add_argument(
+        "--state", choices=("all", "held", "released"), default="all", help="default: all"
+    )
+    qlist.add_argument("--reason-code", default=None, metavar="CODE", help="only this reason")
+    qlist.add_argument(
+        "--payload", action="store_true", help="include each payload (may hold patient data)"
+    )
+    qlist.add_argument("--json", action="store_true", help="print a JSON list")
+    qlist.set_defaults(handler=_cmd_quarantine_list)
+
+    qre = qua_sub.add_parser(
+        "reingest",
+        help="re-run held items through ingest after a fix (e.g. patient enrolled, device paired)",
+        description=(
+            "Each held item goes through the ingest pipeline again, judged as of when it was "
+            "received. Items that now pass are stored and marked released (the record is "
+            "kept); items refused again stay held with the new reason. Every attempt is "
+            "written to the audit trail."
+        ),
+    )
+    qre.add_argument("ids", nargs="*", type=int, metavar="ID", help="quarantine item ids")
+    qre.add_argument("--all", action="store_true", help="every held item (see --reason-code)")
+    qre.add_argument("--store", required=True, help="sqlite:PATH or postgresql://...")
+    qre.add_argument("--reason-code", default=None, metavar="CODE", help="only this reason")
+    qre.add_argument(
+        "--with-alerting", action="store_true", help="run the alert engine on what is stored"
+    )
+    qre.add_argument("--json", action="store_true", help="print one JSON object")
+    qre.set_defaults(handler=_cmd_quarantine_reingest)
 
 
 def _add_decode_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -320,16 +621,32 @@ def _cmd_sim_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from firmware_sim.feeds.format import FeedError, read_feed
-    from firmware_sim.feeds.replay import replay_feed
+    from firmware_sim.feeds.paths import ChainError, replay_path
     from ingest.stores import open_store
 
+    if args.path == "mqtt" and args.broker is None:
+        return _sim_fail("--path mqtt needs --broker mqtt://HOST:PORT")
+    if args.url is not None and args.path != "http":
+        return _sim_fail("--url applies to --path http")
+    speed = 1.0 if args.realtime else None if args.fast else args.speed
     try:
         events = read_feed(args.feed)
     except (FeedError, OSError) as exc:
         return _sim_fail(f"{args.feed}: {exc}")
     store = open_store(args.store)
     try:
-        result = replay_feed(events, store, batch_size=args.batch, speed=args.speed)
+        result = replay_path(
+            events,
+            store,
+            path=args.path,
+            speed=speed,
+            batch_size=args.batch,
+            broker=args.broker,
+            url=args.url,
+            token=os.environ.get("WARDWATCH_INGEST_TOKEN"),
+        )
+    except ChainError as exc:
+        return _sim_fail(f"{args.feed}: replay along {args.path} failed: {exc}")
     finally:
         store.close()
     doc = result.as_json()
@@ -338,7 +655,8 @@ def _cmd_sim_replay(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(
             f"{doc['events']} events, {doc['readings']} readings: {doc['stored']} stored, "
-            f"{doc['duplicates']} already stored, {doc['rejected']} quarantined; "
+            f"{doc['duplicates']} already stored, {doc['rejected']} quarantined"
+            f" ({doc['not_sent']} not carried by path {doc['path']}); "
             f"{len(result.enrolled)} patients enrolled\n"
         )
     return 0
@@ -367,9 +685,12 @@ def _cmd_sim_scenario(args: argparse.Namespace) -> int:
         return _sim_fail("OUT_DIR is required")
     if args.name not in SCENARIOS:
         return _sim_fail(f"unknown scenario {args.name!r} (see --list)")
-    feed, truth = write_scenario(
-        args.name, args.out_dir, seed=args.seed, patients=args.patients, days=args.days
-    )
+    try:
+        feed, truth = write_scenario(
+            args.name, args.out_dir, seed=args.seed, patients=args.patients, days=args.days
+        )
+    except ValueError as exc:
+        return _sim_fail(str(exc))
     sys.stdout.write(f"{feed}\n{truth}\n")
     return 0
 
@@ -399,17 +720,40 @@ def _add_sim_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     replay = sim_sub.add_parser(
         "replay",
-        help="replay a feed into a store (ingest + alerting in-process, feed's own clock)",
+        help="replay a feed through the chain into a store (ingest + alerting in-process, "
+        "feed's own clock)",
     )
     replay.add_argument("feed", metavar="FEED", help="JSON Lines feed (docs/feeds.md)")
     replay.add_argument("--store", required=True, help="sqlite:PATH (or postgresql://...)")
     replay.add_argument(
+        "--path",
+        choices=("store", "http", "ble", "mqtt"),
+        default="store",
+        help="store (default): straight into ingest; http: bundles POSTed to the ingest API; "
+        "ble: simulated BLE devices -> the real gateway -> uplink -> ingest; mqtt: MQTT "
+        "device messages via --broker -> the real gateway -> ingest",
+    )
+    replay.add_argument(
+        "--broker",
+        default=None,
+        metavar="mqtt://HOST:PORT",
+        help="MQTT broker: required by --path mqtt; with --path ble the uplink goes over it",
+    )
+    replay.add_argument(
+        "--url",
+        default=None,
+        help="--path http: a running ingest on the same store (token: WARDWATCH_INGEST_TOKEN)",
+    )
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument(
         "--speed",
         type=_sim_speed,
         default=None,
         metavar="fast|N",
         help="fast (default: as fast as possible) or N times real time",
     )
+    pace.add_argument("--realtime", action="store_true", help="real time (--speed 1)")
+    pace.add_argument("--fast", action="store_true", help="as fast as possible (the default)")
     replay.add_argument("--batch", type=int, default=200, help="observations per bundle")
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
     replay.set_defaults(handler=_cmd_sim_replay)
