@@ -73,8 +73,16 @@ def test_stable_patients_stay_inside_every_alert_limit() -> None:
             assert sbp is not None
             assert sbp.value is not None
             assert 90 < sbp.value < 180
+        if e.reading.kind == "body_temperature":
+            assert e.reading.value is not None
+            assert 35.0 < e.reading.value < 38.0
     kinds = {e.reading.kind for e in events if e.reading is not None}
-    assert {"blood_pressure", "body_weight", "spo2"} <= kinds
+    assert {"blood_pressure", "body_weight", "spo2", "body_temperature"} <= kinds
+    measured: dict[str, set[str]] = {}  # every device mix appears
+    for e in events:
+        assert e.reading is not None
+        measured.setdefault(e.patient, set()).add(e.reading.kind)
+    assert len({frozenset(kinds) for kinds in measured.values()}) == 4
 
 
 def test_heart_failure_weight_rises_about_1_kg_over_14_days() -> None:

@@ -47,9 +47,10 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType(
             Scenario(
                 "stable",
                 "stb",
-                "BP cuff, scale, pulse oximeter; no episodes",
+                "each device mix in turn (cuff+scale+oximeter, cuff+thermometer, "
+                "scale+oximeter+thermometer, cuff alone); no episodes",
                 library.stable,
-                3,
+                4,
                 14,
             ),
             Scenario(

@@ -197,12 +197,22 @@ def _window(out: ScenarioOutput, pid: str, start: datetime, days: int) -> None:
     out.patients.append(MonitoredPatient(pid, start, start + timedelta(days=days)))
 
 
+#: the device mixes of stable patients, in turn: (bp, weight, spo2, temperature)
+STABLE_MIXES: tuple[tuple[bool, bool, bool, bool], ...] = (
+    (True, True, True, False),  # hypertension + heart failure kit: cuff, scale, oximeter
+    (True, False, False, True),  # cuff and thermometer
+    (False, True, True, True),  # scale, oximeter, thermometer
+    (True, False, False, False),  # a cuff alone
+)
+
+
 def stable(rng: Rng, start: datetime, prefix: str, patients: int, days: int) -> ScenarioOutput:
-    """Well-controlled patients with a BP cuff, a scale and a pulse oximeter: no episodes."""
+    """Well-controlled patients, each with one of the device mixes in turn: no episodes."""
     out = ScenarioOutput()
     for n in range(1, patients + 1):
         p = _Patient(rng, f"{prefix}-{n:03d}")
-        _routine(out, rng, p, start, days)
+        bp, weight, spo2, temperature = STABLE_MIXES[(n - 1) % len(STABLE_MIXES)]
+        _routine(out, rng, p, start, days, bp=bp, weight=weight, spo2=spo2, temperature=temperature)
         _window(out, p.id, start, days)
     return out
 
