@@ -96,10 +96,12 @@ class MqttUplink:
     async def run(self) -> None:
         """Send until cancelled, reconnecting with jittered backoff."""
         delay = 0.5
-        will = aiomqtt.Will(
-            topics.status_topic(self.gateway_id), self._status("offline"), qos=1, retain=True
-        )
         while True:
+            # The broker publishes the will when the link dies without a DISCONNECT; its `at`
+            # is when this connection began (the backend stamps such a will on receipt).
+            will = aiomqtt.Will(
+                topics.status_topic(self.gateway_id), self._status("offline"), qos=1, retain=True
+            )
             try:
                 async with self.broker.client(
                     f"wardwatch-gw-{self.gateway_id}", will=will
@@ -115,9 +117,24 @@ class MqttUplink:
                     self.stats.connected = True
                     self.connected.set()
                     delay = 0.5
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._receive_acks(client))
-                        tg.create_task(self._send_loop(client))
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            tg.create_task(self._receive_acks(client))
+                            tg.create_task(self._send_loop(client))
+                    except asyncio.CancelledError:
+                        # A clean shutdown sends DISCONNECT, so the broker drops the will:
+                        # say "offline" ourselves, briefly, then stop.
+                        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                            await asyncio.wait_for(
+                                client.publish(
+                                    topics.status_topic(self.gateway_id),
+                                    self._status("offline"),
+                                    qos=1,
+                                    retain=True,
+                                ),
+                                timeout=2.0,
+                            )
+                        raise
             except* aiomqtt.MqttError as group:
                 log.warning("uplink lost the broker (%s); retrying", group.exceptions[0])
             self.stats.connected = False

@@ -60,6 +60,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import aiomqtt
 import orjson
@@ -265,9 +266,38 @@ class MqttIngest:
             self.stats.batches += 1
             # all at once: one round trip to the broker, not one per bundle
             await asyncio.gather(
-                *(self._confirm(client, m, b) for m, b in zip(batch, prepared.bundles, strict=True))
+                self._note_gateways(prepared),
+                *(
+                    self._confirm(client, m, b)
+                    for m, b in zip(batch, prepared.bundles, strict=True)
+                ),
             )
             self.stats.bundles += len(batch)
+
+    async def _note_gateways(self, prepared: PreparedBatch) -> None:
+        """Record each gateway's latest committed bundle of the batch (one store write per
+        gateway and batch). Liveness only: a failure here is logged, never holds the batch."""
+        latest: dict[str, datetime] = {}
+        for b in prepared.bundles:
+            gateway = b.submission.gateway
+            if gateway is not None:
+                latest[gateway] = max(b.received_at, latest.get(gateway, b.received_at))
+        if not latest:
+            return
+        store = self.pipeline.store
+
+        def note() -> None:
+            for gateway, at in latest.items():
+                store.note_gateway_bundle(gateway, at)
+
+        try:
+            await asyncio.to_thread(note)
+        except Exception as exc:  # StoreError, or a driver error the store did not wrap
+            log.warning(
+                "could not record the last bundle of %d gateways: %s",
+                len(latest),
+                type(exc).__name__,
+            )
 
     async def _confirm(
         self, client: aiomqtt.Client, message: aiomqtt.Message, bundle: PreparedBundle

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from ingest.gateway_status import GatewayStatusWatcher
 from ingest.mqtt import MqttIngest
 from ingest.pipeline import IngestPipeline, StoredHook, tune_gc_for_ingest
 from ingest.stores import open_store
@@ -29,7 +30,8 @@ async def run_ingest(
     storage: StoragePolicySettings | None = None,
     on_storage_plan: Callable[[dict[str, str]], None] | None = None,
 ) -> None:
-    """Run ``workers`` MQTT consumers sharing the subscription, until cancelled.
+    """Run ``workers`` MQTT consumers sharing the subscription and the gateway status
+    watcher (:mod:`ingest.gateway_status`), until cancelled.
 
     With ``http_port``, the HTTP API also takes writes (bearer ``token`` when set) and
     serves audited FHIR reads to ``read_token``.
@@ -50,6 +52,8 @@ async def run_ingest(
                 tg.create_task(maintenance.run(), name="storage-maintenance")
             for n in range(workers):
                 tg.create_task(MqttIngest(pipeline, broker).run(), name=f"ingest-{n}")
+            # one per process, not per worker: a plain subscription, every status
+            tg.create_task(GatewayStatusWatcher(store, broker).run(), name="gateway-status")
             if http_port is not None:
                 import uvicorn
 

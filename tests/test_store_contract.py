@@ -27,6 +27,7 @@ from wardwatch.reading import Component, Reading
 from wardwatch.store import (
     Alert,
     CareTeam,
+    GatewayState,
     Patient,
     QuarantineItem,
     Store,
@@ -896,3 +897,105 @@ def test_search_uses_the_patient_kind_at_index(ts_store: Any, pg_dsn: str) -> No
         # patient and the cursor's time are index conditions, not filters over every row
         cond = next(line for line in plan.splitlines() if "Index Cond" in line)
         assert "patient = " in cond and "08:20:00" in cond, plan
+
+
+# -- gateways ------------------------------------------------------------------------------
+
+
+def gw_status(
+    gateway: str, status: str, at: datetime, *, queued: int | None = 0, **dropped: int
+) -> GatewayState:
+    return GatewayState(
+        id=gateway,
+        status="online" if status == "online" else "offline",
+        status_at=at,
+        updated_at=at + timedelta(milliseconds=40),
+        queued=queued,
+        dropped=dropped,
+    )
+
+
+def test_gateway_status_round_trip_and_list_order(store: Store) -> None:
+    assert store.get_gateway("hub-0002") is None and store.list_gateways() == []
+    online = gw_status("hub-0002", "online", RECEIVED, queued=17, thinned=3, refused=1)
+    assert store.record_gateway_status(online) is True
+    assert store.record_gateway_status(gw_status("HUB-0001", "offline", T0, queued=None))
+    assert store.get_gateway("hub-0002") == online
+    assert [g.id for g in store.list_gateways()] == ["HUB-0001", "hub-0002"]  # byte order
+    offline = store.get_gateway("HUB-0001")
+    assert offline is not None and offline.status == "offline" and offline.queued is None
+    assert offline.dropped == {} and offline.last_bundle_at is None
+
+
+def test_an_older_gateway_status_does_not_overwrite_a_newer_one(store: Store) -> None:
+    newer = gw_status("hub-0001", "offline", RECEIVED, queued=None)
+    store.record_gateway_status(newer)
+    older = gw_status("hub-0001", "online", RECEIVED - timedelta(microseconds=1), queued=5)
+    assert store.record_gateway_status(older) is False
+    assert store.get_gateway("hub-0001") == newer
+    # the same status again (a retained message redelivered) is harmless
+    assert store.record_gateway_status(newer) is True
+    assert store.get_gateway("hub-0001") == newer
+    later = gw_status("hub-0001", "online", RECEIVED + minutes(1), queued=0, thinned=2)
+    assert store.record_gateway_status(later) is True
+    assert store.get_gateway("hub-0001") == later
+
+
+def test_gateway_status_times_are_utc(store: Store) -> None:
+    paris = timezone(timedelta(hours=1))
+    store.record_gateway_status(gw_status("hub-0001", "online", RECEIVED.astimezone(paris)))
+    state = store.get_gateway("hub-0001")
+    assert state is not None and state.status_at == RECEIVED and state.status_at.tzinfo == UTC
+    # an older time written in another zone is still older
+    earlier = gw_status("hub-0001", "offline", (RECEIVED - minutes(1)).astimezone(paris))
+    assert store.record_gateway_status(earlier) is False
+
+
+def test_last_bundle_only_moves_forward_and_keeps_the_status(store: Store) -> None:
+    store.note_gateway_bundle("hub-0001", RECEIVED)  # before any status: known by bundles
+    seen = store.get_gateway("hub-0001")
+    assert seen == GatewayState("hub-0001", None, None, None, None, {}, RECEIVED)
+    status = gw_status("hub-0001", "online", RECEIVED + minutes(1), queued=4)
+    store.record_gateway_status(status)
+    store.note_gateway_bundle("hub-0001", RECEIVED - minutes(5))  # a late, older batch
+    assert store.get_gateway("hub-0001") == replace(status, last_bundle_at=RECEIVED)
+    store.note_gateway_bundle("hub-0001", RECEIVED + minutes(2))
+    state = store.get_gateway("hub-0001")
+    assert state == replace(status, last_bundle_at=RECEIVED + minutes(2))
+
+
+def test_a_gateway_status_needs_its_status() -> None:
+    with pytest.raises(ValueError, match="together"):
+        GatewayState("hub-0001", "online", None, RECEIVED)
+    with pytest.raises(ValueError, match="online or offline"):
+        GatewayState("hub-0001", "asleep", RECEIVED, RECEIVED)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        GatewayState("hub-0001", "online", RECEIVED, RECEIVED, queued=-1)
+
+
+def test_recording_a_gateway_without_a_status_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="needs a status"):
+        store.record_gateway_status(GatewayState("hub-0001", None, None, None))
+    assert store.list_gateways() == []
+
+
+def test_sqlite_store_created_before_the_gateways_schema_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ingest.stores import sqlite as sqlite_store
+
+    path = tmp_path / "v2.db"
+    db = sqlite3.connect(path)
+    for script in sqlite_store._MIGRATIONS[:2]:
+        db.executescript(script)
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    upgraded = open_store(f"sqlite:{path}")
+    try:
+        assert upgraded.list_gateways() == []
+        upgraded.note_gateway_bundle("hub-0001", RECEIVED)
+        assert [g.last_bundle_at for g in upgraded.list_gateways()] == [RECEIVED]
+        upgraded.migrate()  # idempotent at the new version
+    finally:
+        upgraded.close()

@@ -16,6 +16,8 @@ Severity = Literal["info", "warning", "urgent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 QuarantineState = Literal["held", "released"]
+GatewayStatus = Literal["online", "offline"]
+GATEWAY_STATUSES: tuple[GatewayStatus, ...] = ("online", "offline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,36 @@ class Patient:
     care_team: str | None = None
     thresholds: Mapping[str, float] = field(default_factory=dict)
     """Per-patient threshold overrides by rule parameter name (care plan)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    """What the backend knows of a home hub: its last liveness status and its last bundle.
+
+    A gateway seen only through its bundles (no status message yet, or an HTTP uplink)
+    has ``status``, ``status_at`` and ``updated_at`` None.
+    """
+
+    id: str
+    status: GatewayStatus | None
+    status_at: datetime | None
+    """The time in the status message (the gateway's clock); orders statuses."""
+    updated_at: datetime | None
+    """When the backend received that status."""
+    queued: int | None = None
+    """Readings waiting in the hub's outbox, as its status reported (None: not reported)."""
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    """Readings the hub's outbox dropped over its life, by reason (``thinned``, ``refused``)."""
+    last_bundle_at: datetime | None = None
+    """When ingest last committed a bundle from it (stored or quarantined)."""
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in GATEWAY_STATUSES:
+            raise ValueError(f"gateway status {self.status!r} is not online or offline")
+        if (self.status is None) != (self.status_at is None):
+            raise ValueError("a gateway status and its time go together")
+        if self.queued is not None and self.queued < 0:
+            raise ValueError(f"queued {self.queued} is negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +196,23 @@ class Store(Protocol):
 
     def device_patient(self, device: str) -> str | None:
         """The patient a device is paired to, if any."""
+
+    # -- gateways -------------------------------------------------------------------
+    def record_gateway_status(self, state: GatewayState) -> bool:
+        """Store a gateway's status (``status``, ``status_at``, ``updated_at``, ``queued``,
+        ``dropped``; ``last_bundle_at`` is ignored; ``status`` must be set, ValueError
+        otherwise) unless a newer one is stored: a status
+        whose ``status_at`` is older than the stored one changes nothing (retained messages
+        come again on reconnect, replicas race). Return whether it was recorded."""
+
+    def note_gateway_bundle(self, gateway: str, at: datetime) -> None:
+        """Record that a bundle from ``gateway`` was committed at ``at`` (never moves back)."""
+
+    def get_gateway(self, gateway: str) -> GatewayState | None:
+        """What is known of this gateway, if anything."""
+
+    def list_gateways(self) -> list[GatewayState]:
+        """Every gateway known, ordered by id."""
 
     # -- observations -------------------------------------------------------------
     def write_observations(self, rows: Sequence[StoredObservation]) -> int:

@@ -17,6 +17,8 @@ from wardwatch.store import (
     AlertStatus,
     AuditEvent,
     CareTeam,
+    GatewayState,
+    GatewayStatus,
     ObservationQuery,
     Patient,
     QuarantineItem,
@@ -74,6 +76,14 @@ _MIGRATIONS: tuple[str, ...] = (
     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
     CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    """,
+    # 3: gateways (liveness status, last bundle); status/status_at NULL: seen by bundles only
+    """
+    CREATE TABLE gateways (
+        id TEXT PRIMARY KEY, status TEXT CHECK (status IN ('online', 'offline')),
+        status_at TEXT, updated_at TEXT, queued INTEGER, dropped TEXT NOT NULL DEFAULT '{}',
+        last_bundle_at TEXT, CHECK ((status IS NULL) = (status_at IS NULL))
+    );
     """,
 )
 
@@ -207,6 +217,64 @@ class SqliteStore:
         """The patient a device is paired to, if any."""
         rows = self._query("SELECT patient FROM device_pairings WHERE device=?", (device,))
         return str(rows[0][0]) if rows else None
+
+    # -- gateways -------------------------------------------------------------------------
+    def record_gateway_status(self, state: GatewayState) -> bool:
+        """Store a gateway's status unless a newer one is stored; return whether it was."""
+        if state.status is None or state.status_at is None or state.updated_at is None:
+            raise ValueError("record_gateway_status needs a status, its time and updated_at")
+        cur = self._exec(
+            "INSERT INTO gateways (id, status, status_at, updated_at, queued, dropped) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status=excluded.status, "
+            "status_at=excluded.status_at, updated_at=excluded.updated_at, "
+            "queued=excluded.queued, dropped=excluded.dropped "
+            "WHERE gateways.status_at IS NULL OR excluded.status_at >= gateways.status_at",
+            (
+                state.id,
+                state.status,
+                iso(state.status_at),
+                iso(state.updated_at),
+                state.queued,
+                dumps(dict(state.dropped)),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def note_gateway_bundle(self, gateway: str, at: datetime) -> None:
+        """Record that a bundle from ``gateway`` was committed at ``at`` (never moves back)."""
+        self._exec(
+            "INSERT INTO gateways (id, last_bundle_at) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET last_bundle_at=excluded.last_bundle_at "
+            "WHERE gateways.last_bundle_at IS NULL "
+            "OR excluded.last_bundle_at > gateways.last_bundle_at",
+            (gateway, iso(at)),
+        )
+
+    _GATEWAY_COLUMNS = "id, status, status_at, updated_at, queued, dropped, last_bundle_at"
+
+    @staticmethod
+    def _gateway(row: tuple[Any, ...]) -> GatewayState:
+        gid, status, status_at, updated, queued, dropped, last_bundle = row
+        return GatewayState(
+            id=gid,
+            status=cast(GatewayStatus | None, status),
+            status_at=_opt_dt(status_at),
+            updated_at=_opt_dt(updated),
+            queued=queued,
+            dropped=cast(dict[str, int], loads(dropped)),
+            last_bundle_at=_opt_dt(last_bundle),
+        )
+
+    def get_gateway(self, gateway: str) -> GatewayState | None:
+        """What is known of this gateway, if anything."""
+        rows = self._query(f"SELECT {self._GATEWAY_COLUMNS} FROM gateways WHERE id=?", (gateway,))
+        return self._gateway(rows[0]) if rows else None
+
+    def list_gateways(self) -> list[GatewayState]:
+        """Every gateway known, ordered by id."""
+        rows = self._query(f"SELECT {self._GATEWAY_COLUMNS} FROM gateways ORDER BY id")
+        return [self._gateway(r) for r in rows]
 
     # -- observations -----------------------------------------------------------------
     def write_observations(self, rows: Sequence[StoredObservation]) -> int:

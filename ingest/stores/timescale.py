@@ -44,6 +44,8 @@ from wardwatch.store import (
     AlertStatus,
     AuditEvent,
     CareTeam,
+    GatewayState,
+    GatewayStatus,
     ObservationQuery,
     Patient,
     QuarantineItem,
@@ -158,6 +160,22 @@ def _observation(row: Row) -> StoredObservation:
         components=cast(Mapping[str, float], comps),
         resource=bytes(resource),
         received_at=_utc(received),
+    )
+
+
+_GATEWAY_COLUMNS: Final = "id, status, status_at, updated_at, queued, dropped, last_bundle_at"
+
+
+def _gateway(row: Row) -> GatewayState:
+    gid, status, status_at, updated, queued, dropped, last_bundle = row
+    return GatewayState(
+        id=gid,
+        status=cast(GatewayStatus | None, status),
+        status_at=_opt_utc(status_at),
+        updated_at=_opt_utc(updated),
+        queued=queued,
+        dropped=cast(dict[str, int], dropped),
+        last_bundle_at=_opt_utc(last_bundle),
     )
 
 
@@ -548,6 +566,58 @@ class TimescaleStore:
             "device_patient", "SELECT patient FROM device_pairings WHERE device=%s", (device,)
         )
         return str(rows[0][0]) if rows else None
+
+    # -- gateways ------------------------------------------------------------------------
+    def record_gateway_status(self, state: GatewayState) -> bool:
+        """Store a gateway's status unless a newer one is stored; return whether it was."""
+        if state.status is None or state.status_at is None or state.updated_at is None:
+            raise ValueError("record_gateway_status needs a status, its time and updated_at")
+        args = (
+            state.id,
+            state.status,
+            _utc(state.status_at),
+            _utc(state.updated_at),
+            state.queued,
+            dumps(dict(state.dropped)),
+        )
+
+        def run(cur: Cursor) -> bool:
+            cur.execute(
+                "INSERT INTO gateways (id, status, status_at, updated_at, queued, dropped) "
+                "VALUES (%s, %s, %s, %s, %s, %s::jsonb) "
+                "ON CONFLICT (id) DO UPDATE SET status=excluded.status, "
+                "status_at=excluded.status_at, updated_at=excluded.updated_at, "
+                "queued=excluded.queued, dropped=excluded.dropped "
+                "WHERE gateways.status_at IS NULL OR excluded.status_at >= gateways.status_at",
+                args,
+            )
+            return cur.rowcount > 0
+
+        return self._run("record_gateway_status", run)
+
+    def note_gateway_bundle(self, gateway: str, at: datetime) -> None:
+        """Record that a bundle from ``gateway`` was committed at ``at`` (never moves back)."""
+        self._exec(
+            "note_gateway_bundle",
+            "INSERT INTO gateways (id, last_bundle_at) VALUES (%s, %s) "
+            "ON CONFLICT (id) DO UPDATE "
+            "SET last_bundle_at=greatest(gateways.last_bundle_at, excluded.last_bundle_at)",
+            (gateway, _utc(at)),
+        )
+
+    def get_gateway(self, gateway: str) -> GatewayState | None:
+        """What is known of this gateway, if anything."""
+        rows = self._query(
+            "get_gateway", f"SELECT {_GATEWAY_COLUMNS} FROM gateways WHERE id=%s", (gateway,)
+        )
+        return _gateway(rows[0]) if rows else None
+
+    def list_gateways(self) -> list[GatewayState]:
+        """Every gateway known, ordered by id (byte order, like SQLite)."""
+        rows = self._query(
+            "list_gateways", f'SELECT {_GATEWAY_COLUMNS} FROM gateways ORDER BY id COLLATE "C"'
+        )
+        return [_gateway(r) for r in rows]
 
     # -- observations --------------------------------------------------------------------
     def write_observations(self, rows: Sequence[StoredObservation]) -> int:
