@@ -382,3 +382,16 @@ def test_mqtt_device_input_never_subscribes_twice_to_one_topic() -> None:
     assert "auralis/scale/S3-00A1/measurement" not in filters  # covered by the profile's filter
     assert "site/bands/band-1/telemetry" in filters  # a topic no profile covers
     assert len(filters) == len(set(filters))
+
+
+@pytest.mark.mqtt
+async def test_mqtt_clients_disable_nagle(mosquitto: MosquittoServer) -> None:
+    """Nagle + the broker's delayed ACK would put ~40 ms under every QoS 1 publish."""
+    import socket as socket_
+
+    from wardwatch.mqtt import BrokerAddress
+
+    async with BrokerAddress.parse(mosquitto.url).client("nodelay-check") as client:
+        sock = client._client.socket()
+        assert sock is not None
+        assert sock.getsockopt(socket_.IPPROTO_TCP, socket_.TCP_NODELAY) == 1

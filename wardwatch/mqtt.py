@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -51,7 +52,12 @@ class BrokerAddress:
     def client(
         self, identifier: str, *, will: aiomqtt.Will | None = None, keepalive: int = 30
     ) -> aiomqtt.Client:
-        """An MQTT v5 client for this broker (credentials and TLS applied)."""
+        """An MQTT v5 client for this broker (credentials and TLS applied).
+
+        ``TCP_NODELAY`` is set: without it Nagle's algorithm holds a small QoS 1 PUBLISH
+        until the previous segment is acknowledged, and the peer's delayed ACK (~40 ms on
+        Linux) becomes a floor on every publish-acknowledge round trip.
+        """
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -62,6 +68,7 @@ class BrokerAddress:
             will=will,
             keepalive=keepalive,
             tls_context=self.ssl_context(),
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
 
     def __repr__(self) -> str:  # never print the password
