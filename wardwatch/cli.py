@@ -209,6 +209,25 @@ def _cmd_alerts_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- gateways -----------------------------------------------------------------------------
+def _cmd_gateways_list(args: argparse.Namespace) -> int:
+    import orjson
+
+    from ingest.gateway_status import gateways_as_json, gateways_table
+    from ingest.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        gateways = store.list_gateways()
+    finally:
+        store.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps(gateways_as_json(gateways)).decode() + "\n")
+    else:
+        sys.stdout.write(gateways_table(gateways))
+    return 0
+
+
 # -- decode --------------------------------------------------------------------------------
 def _cmd_decode(args: argparse.Namespace) -> int:
     import orjson
@@ -328,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="the backend's ingest service")
     ing_sub = ing.add_subparsers(dest="ingest_command", required=True, metavar="ACTION")
-    ing_run = ing_sub.add_parser("run", help="consume gateway bundles over MQTT (and HTTP)")
+    ing_run = ing_sub.add_parser(
+        "run", help="consume gateway bundles over MQTT (and HTTP), record gateway statuses"
+    )
     ing_run.add_argument(
         "--store",
         default=os.environ.get("WARDWATCH_STORE"),
@@ -405,6 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_list.add_argument("--store", required=True, help="sqlite:PATH or postgresql://...")
     alerts_list.add_argument("--json", action="store_true", help="print a JSON list")
     alerts_list.set_defaults(handler=_cmd_alerts_list)
+
+    gateways = sub.add_parser("gateways", help="home hubs known to a store (status, last bundle)")
+    gateways_sub = gateways.add_subparsers(dest="gateways_command", required=True, metavar="ACTION")
+    gateways_list = gateways_sub.add_parser(
+        "list", help="every gateway: last status (online/offline), outbox counts, last bundle"
+    )
+    gateways_list.add_argument("--store", required=True, help="sqlite:PATH or postgresql://...")
+    gateways_list.add_argument("--json", action="store_true", help="print a JSON list")
+    gateways_list.set_defaults(handler=_cmd_gateways_list)
 
     _add_quarantine_parser(sub)
     _add_decode_parser(sub)

@@ -43,7 +43,7 @@ from gateway.profiles import ProfileRegistry
 from gateway.reconnect import ReconnectBackoff
 from wardwatch.mqtt import BrokerAddress
 from wardwatch.reading import Reading
-from wardwatch.store import Store
+from wardwatch.store import QuarantineItem, Store
 
 __all__ = ["ChainError", "replay_through_gateway"]
 
@@ -130,7 +130,6 @@ class _Plan:
             patient = event.patient or self._store.device_patient(event.device)
             if patient is None:
                 raise Unsupported(f"device {event.device} is paired to no patient")
-            self.replayer.enrol(patient, event.device)
             device = self.devices[event.device] = _Device(event.device, patient)
         return device
 
@@ -152,6 +151,9 @@ class _Plan:
             if event.gateway is not None:
                 self.gateway_id = event.gateway  # a recording names its hub
             return _Step(event, device)
+        # as on the store path, a device is paired when it sends something (a hub that
+        # only disconnects and reconnects is no patient's device)
+        self.replayer.enrol(device.patient, device.id)
         if self.path == "ble":
             return self._ble_step(event, events, idx, device)
         return self._mqtt_step(event, events, idx, device)
@@ -234,6 +236,11 @@ class _Run:
         self.profiles = ProfileRegistry.load()
         self.sent_values = 0
         self.sent_messages = 0
+        #: steps of Current Time reads already scripted into a connection
+        self.scripted: set[int] = set()
+        #: (device, bytes sent) -> the feed events that sent them, to name what the
+        #: gateway quarantined
+        self.sent_by: dict[tuple[str, bytes], list[FeedEvent]] = {}
         self.gateway: Any = None
 
     async def _until(self, done: Callable[[], bool], what: str) -> None:
@@ -314,6 +321,7 @@ class _Run:
                 break
             if e.ble is not None and e.ble.characteristic.upper() == CURRENT_TIME:
                 reads.append((e.ble.data, e.at))
+                self.scripted.add(n)
             elif e.event == "clock_set":
                 set_at = e.at
             elif step.values:
@@ -337,6 +345,13 @@ class _Run:
         if e.event == "disconnect":
             await self.disconnect(device)
             return
+        if e.ble is not None and not step.values and n not in self.scripted:
+            # a Current Time read no connection has played yet: the hub reads the clock
+            # once per connection, so this one starts a session of its own
+            if device.profile is not None:
+                await self.disconnect(device)
+                await self.connect(device, n)
+            return
         if not step.values:
             return  # clock reads and writes are scripted at connection; clock_change counts
         await self.connect(device, n)
@@ -350,6 +365,7 @@ class _Run:
                 self.replayer.result.not_sent += 1
                 continue
             self.sent_values += 1
+            self.sent_by.setdefault((device.id, data), []).append(e)
 
     # -- MQTT -----------------------------------------------------------------------------
 
@@ -360,6 +376,8 @@ class _Run:
         for topic, payload in step.values:
             await client.publish(topic, payload, qos=1)
             self.sent_messages += 1
+            assert step.device is not None
+            self.sent_by.setdefault((step.device.id, payload), []).append(step.event)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -390,6 +408,24 @@ class _Run:
         for device in self.plan.devices.values():
             if device.peripheral is not None:
                 await device.peripheral.go_away()
+        await self.keep_rejected()
+
+    async def keep_rejected(self) -> None:
+        """Move what the gateway quarantined (values it could not decode) into the store's
+        quarantine, as the feed events that sent them: the gateway's outbox is temporary."""
+        held = await asyncio.to_thread(self.gateway.outbox.quarantined)
+        for device, source, reason, payload in held:
+            sent = self.sent_by.get((device, payload))
+            if not sent:  # not sent by this replay: keep it as the gateway did
+                item = QuarantineItem(
+                    self.clock(), f"gateway:{device}:{source}", "decode-error", reason, payload
+                )
+                self.replayer.store.quarantine([item])
+                self.replayer.result.rejected += 1
+                continue
+            event = sent.pop(0)
+            self.clock.set(event.at)
+            self.replayer.quarantine(event, "decode-error", reason)
 
     def _next_time(self, n: int) -> datetime | None:
         return self.plan.steps[n + 1].event.at if n + 1 < len(self.plan.steps) else None
@@ -454,6 +490,9 @@ async def replay_through_gateway(
                 devices=plan.paired(),
                 device_broker=broker if path == "mqtt" else None,
                 ack_timeout=5.0,
+                # the replayer waits for the outbox to empty after each event's readings, so
+                # batching by lingering would only add its wait to every event
+                linger=0.0,
             )
             gateway = Gateway(
                 gw_config,
@@ -481,9 +520,5 @@ async def replay_through_gateway(
     result.readings = collector.readings_in + (
         gateway.device_input.readings_in if gateway.device_input else 0
     )
-    gateway_rejected = collector.rejected + (
-        gateway.device_input.rejected if gateway.device_input else 0
-    )
-    result.rejected += gateway_rejected
     result.stored = store.count_observations() - stored_before
     return result

@@ -284,13 +284,23 @@ def encode_mqtt(group: Sequence[Reading], at: datetime) -> MqttEncoded:
 
 
 def reading_groups(events: Sequence[FeedEvent]) -> dict[int, list[int]]:
-    """Reading events of one device at one time, by the index of the first of them."""
-    first: dict[tuple[str, datetime], int] = {}
+    """Reading events of one device at one time, by the index of the first of them.
+
+    A reading equal to one already in its group is a copy (a hub or device sending it
+    again): it goes to the next group of that device and time, sent as a measurement of
+    its own, as the copy was.
+    """
+    heads: dict[tuple[str, datetime], list[int]] = {}
     groups: dict[int, list[int]] = {}
     for n, event in enumerate(events):
         if event.reading is None:
             continue
-        key = (event.device, event.at)
-        head = first.setdefault(key, n)
-        groups.setdefault(head, []).append(n)
+        same_time = heads.setdefault((event.device, event.at), [])
+        for head in same_time:
+            if all(events[k].reading != event.reading for k in groups[head]):
+                groups[head].append(n)
+                break
+        else:
+            same_time.append(n)
+            groups[n] = [n]
     return groups
