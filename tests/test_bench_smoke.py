@@ -1,6 +1,8 @@
-"""``bench/ingest.py --smoke`` runs end to end and ends with its JSON summary line.
+"""Each ``bench/*.py`` runs end to end in its smallest mode and ends with its JSON summary.
 
-Only the shape is checked, never the figures: timings depend on the machine.
+Only the shape is checked, never the figures: timings depend on the machine. The service
+fixtures only make a test skip (or fail on CI) where a service is missing; the benches start
+their own.
 """
 
 from __future__ import annotations
@@ -8,27 +10,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-pytestmark = [pytest.mark.mqtt, pytest.mark.postgres]
-
 REPO = Path(__file__).resolve().parents[1]
-KEYS = {
-    "raw_copy_rows_per_s",
-    "full_path_obs_per_s",
-    "workers",
-    "ratio_to_raw",
-    "chart_query_ms_median",
-}
 
 
-def test_ingest_bench_smoke(mosquitto: object, timescale: object) -> None:
-    # The fixtures only make the test skip (or fail on CI) where the services are missing;
-    # the bench starts its own.
+def run_bench(name: str, mode: str) -> dict[str, Any]:
+    """Run ``bench/NAME.py MODE``; it must succeed; return its last line's JSON object."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "ingest.py"), "--smoke"],
+        [sys.executable, str(REPO / "bench" / f"{name}.py"), mode],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -38,7 +31,31 @@ def test_ingest_bench_smoke(mosquitto: object, timescale: object) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = orjson.loads(done.stdout.strip().splitlines()[-1])
     assert isinstance(summary, dict)
-    assert summary.keys() >= KEYS
+    return summary
+
+
+def assert_positive_numbers(summary: dict[str, Any], keys: set[str]) -> None:
+    assert summary.keys() >= keys
+    for key in keys:
+        value = summary[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert value > 0, (key, value)
+
+
+INGEST_KEYS = {
+    "raw_copy_rows_per_s",
+    "full_path_obs_per_s",
+    "workers",
+    "ratio_to_raw",
+    "chart_query_ms_median",
+}
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_ingest_bench_smoke(mosquitto: object, timescale: object) -> None:
+    summary = run_bench("ingest", "--smoke")
+    assert_positive_numbers(summary, INGEST_KEYS)
     assert summary["workers"] in (1, 2, 4)
 
 
@@ -50,26 +67,11 @@ GATEWAY_KEYS = {
 }
 
 
+@pytest.mark.mqtt
 def test_gateway_bench_smoke(mosquitto: object) -> None:
-    # ``bench/gateway.py`` starts its own mosquitto; the fixture makes the test skip (or
-    # fail on CI) where there is none. It exits non-zero if a queued reading was not stored
-    # exactly once.
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "gateway.py"), "--smoke"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
-    assert isinstance(summary, dict)
-    assert summary.keys() >= GATEWAY_KEYS
-    for key in GATEWAY_KEYS:
-        value = summary[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert value > 0, (key, value)
+    # It exits non-zero if a queued reading was not stored exactly once.
+    summary = run_bench("gateway", "--smoke")
+    assert_positive_numbers(summary, GATEWAY_KEYS)
     assert summary["exactly_once"] is True
     assert summary["devices"] == 20
 
@@ -78,17 +80,8 @@ DETECTION_TYPE_KEYS = {"sensitivity", "false_alerts_per_patient_week", "median_d
 
 
 def test_detection_bench_quick() -> None:
-    # Needs no service (SQLite); the module's mqtt/postgres marks are only labels here.
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "detection.py"), "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
+    # Needs no service (SQLite).
+    summary = run_bench("detection", "--quick")
     types = summary["episode_types"]
     assert {"hypertensive_crisis", "tachycardia", "device_silent", "hub_offline"} <= set(types)
     for row in types.values():
@@ -112,26 +105,12 @@ ALERTING_KEYS = {
 }
 
 
+@pytest.mark.mqtt
+@pytest.mark.postgres
 def test_alerting_bench_smoke(mosquitto: object, timescale: object) -> None:
-    # ``bench/alerting.py`` starts its own services and `wardwatch ingest run
-    # --with-alerting`; it exits non-zero if a notification was lost or duplicated, or if
-    # the engines on the 1-day and 90-day stores opened different alerts.
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "alerting.py"), "--smoke"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
-    assert isinstance(summary, dict)
-    assert summary.keys() >= ALERTING_KEYS
-    for key in ALERTING_KEYS:
-        value = summary[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-        assert value > 0, (key, value)
+    # It exits non-zero if a notification was lost or duplicated, or if the engines on the
+    # 1-day and 90-day stores opened different alerts.
+    summary = run_bench("alerting", "--smoke")
+    assert_positive_numbers(summary, ALERTING_KEYS)
     assert summary["exact"] is True
     assert summary["engines_agree"] is True
-    assert summary["crises"] == 20
