@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import MappingProxyType
+from typing import ClassVar
 
 from alerting.errors import RuleError, ThresholdOverrideError, UnusableObservationError
 from wardwatch.errors import UnitError
@@ -83,6 +85,36 @@ class ParameterTable:
         """The patient's value of ``name`` (already validated by the engine) or the default."""
         value = overrides.get(name)
         return self._by_name[name].default if value is None else value
+
+
+class TableDetector:
+    """The plumbing of a detector whose settings are one :class:`ParameterTable`.
+
+    A subclass names the kinds it reads (``KINDS``), its settings (``TABLE``) and how much
+    history its state keeps (``KEEP``, loaded from the store on a patient's first reading).
+    """
+
+    KINDS: ClassVar[frozenset[str]]
+    TABLE: ClassVar[ParameterTable]
+    KEEP: ClassVar[timedelta]
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The observation kinds this detector reads."""
+        return self.KINDS
+
+    @property
+    def parameters(self) -> Mapping[str, float]:
+        """Its per-patient settings with their defaults."""
+        return self.TABLE.defaults
+
+    def check_override(self, parameter: str, value: object) -> float:
+        """A usable per-patient value, or ThresholdOverrideError."""
+        return self.TABLE.check(parameter, value)
+
+    def lookback(self, kind: str) -> timedelta:
+        """How far back the state reaches for ``kind`` (nothing for other kinds)."""
+        return self.KEEP if kind in self.KINDS else timedelta(0)
 
 
 def canonical_value(obs: StoredObservation, component: str | None = None) -> float | None:

@@ -21,7 +21,13 @@ from typing import Any
 
 from scipy import stats
 
-from alerting.detectors._common import Parameter, ParameterTable, TrendRule, canonical_value
+from alerting.detectors._common import (
+    Parameter,
+    ParameterTable,
+    TableDetector,
+    TrendRule,
+    canonical_value,
+)
 from alerting.rules import Finding, display_number
 from wardwatch.store import StoredObservation
 
@@ -72,32 +78,17 @@ class BloodPressureTrendState:
     days: dict[date, _Day] = field(default_factory=dict)
 
 
-class BloodPressureTrendDetector:
+class BloodPressureTrendDetector(TableDetector):
     """Fires on a rising 14-day trend of daily mean systolic pressure."""
 
     rules = RULES
-
-    @property
-    def kinds(self) -> frozenset[str]:
-        """Blood-pressure panels."""
-        return frozenset({"blood_pressure"})
-
-    @property
-    def parameters(self) -> Mapping[str, float]:
-        """The slope limit (mmHg/day) and the days of data a fit needs."""
-        return PARAMETERS.defaults
-
-    def check_override(self, parameter: str, value: object) -> float:
-        """A usable per-patient value, or ThresholdOverrideError."""
-        return PARAMETERS.check(parameter, value)
+    KINDS = frozenset({"blood_pressure"})
+    TABLE = PARAMETERS
+    KEEP = timedelta(days=WINDOW_DAYS + 1)  # the window, plus today
 
     def new_state(self) -> BloodPressureTrendState:
         """No days yet."""
         return BloodPressureTrendState()
-
-    def lookback(self, kind: str) -> timedelta:
-        """The window (plus today)."""
-        return timedelta(days=WINDOW_DAYS + 1) if kind in self.kinds else timedelta(0)
 
     def evaluate(
         self,

@@ -28,6 +28,7 @@ from typing import Any
 from alerting.detectors._common import (
     Parameter,
     ParameterTable,
+    TableDetector,
     TrendRule,
     canonical_value,
     least_squares,
@@ -102,32 +103,17 @@ class GlucoseTrendState:
     points: list[_Point] = field(default_factory=list)
 
 
-class GlucoseTrendDetector:
+class GlucoseTrendDetector(TableDetector):
     """Rate of change and predictive low on CGM readings."""
 
     rules = RULES
-
-    @property
-    def kinds(self) -> frozenset[str]:
-        """CGM glucose only (meter readings are too sparse for a rate)."""
-        return frozenset({"cgm_glucose"})
-
-    @property
-    def parameters(self) -> Mapping[str, float]:
-        """Rate limits, the predicted-low limit and its horizon."""
-        return PARAMETERS.defaults
-
-    def check_override(self, parameter: str, value: object) -> float:
-        """A usable per-patient value, or ThresholdOverrideError."""
-        return PARAMETERS.check(parameter, value)
+    KINDS = frozenset({"cgm_glucose"})  # meter readings are too sparse for a rate
+    TABLE = PARAMETERS
+    KEEP = timedelta(minutes=KEEP_MINUTES)
 
     def new_state(self) -> GlucoseTrendState:
         """No readings yet."""
         return GlucoseTrendState()
-
-    def lookback(self, kind: str) -> timedelta:
-        """The kept window."""
-        return timedelta(minutes=KEEP_MINUTES) if kind in self.kinds else timedelta(0)
 
     def evaluate(
         self,

@@ -33,7 +33,13 @@ from typing import Any
 
 import orjson
 
-from alerting.detectors._common import Parameter, ParameterTable, TrendRule, canonical_value
+from alerting.detectors._common import (
+    Parameter,
+    ParameterTable,
+    TableDetector,
+    TrendRule,
+    canonical_value,
+)
 from alerting.rules import SPO2_SCALE, Finding
 from wardwatch.store import StoredObservation
 
@@ -262,32 +268,17 @@ def _clears(rule: TrendRule, score: News2Score) -> bool:
     return score.total == 0 or score.band in {"low_medium", "medium", "high"}
 
 
-class News2Detector:
+class News2Detector(TableDetector):
     """The NEWS2 aggregate over each patient's latest fresh vitals, by RCP band."""
 
     rules = RULES
-
-    @property
-    def kinds(self) -> frozenset[str]:
-        """The kinds that carry a NEWS2 parameter."""
-        return frozenset(_BY_KIND)
-
-    @property
-    def parameters(self) -> Mapping[str, float]:
-        """SpO2 scale (shared with the threshold rules), freshness, low-band opt-in."""
-        return PARAMETERS.defaults
-
-    def check_override(self, parameter: str, value: object) -> float:
-        """A usable per-patient value, or ThresholdOverrideError."""
-        return PARAMETERS.check(parameter, value)
+    KINDS = frozenset(_BY_KIND)
+    TABLE = PARAMETERS
+    KEEP = _MAX_FRESHNESS  # the longest freshness window a care plan may set
 
     def new_state(self) -> News2State:
         """No vitals yet."""
         return News2State()
-
-    def lookback(self, kind: str) -> timedelta:
-        """The longest freshness window a care plan may set."""
-        return _MAX_FRESHNESS if kind in _BY_KIND else timedelta(0)
 
     def evaluate(
         self,

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from alerting.detectors._common import Parameter, ParameterTable, TrendRule, canonical_value
+from alerting.detectors._common import (
+    Parameter,
+    ParameterTable,
+    TableDetector,
+    TrendRule,
+    canonical_value,
+)
 from alerting.rules import Finding, display_number
 from wardwatch.store import StoredObservation
 
@@ -105,32 +111,17 @@ def _ema(values: list[float], span: int) -> list[float]:
     return out
 
 
-class WeightGainDetector:
+class WeightGainDetector(TableDetector):
     """Weight gain over 1 and 3 days and a MACD trend, per patient, on daily weights."""
 
     rules = RULES
-
-    @property
-    def kinds(self) -> frozenset[str]:
-        """Body weight only."""
-        return frozenset({"body_weight"})
-
-    @property
-    def parameters(self) -> Mapping[str, float]:
-        """The three limits (kg) with their defaults."""
-        return PARAMETERS.defaults
-
-    def check_override(self, parameter: str, value: object) -> float:
-        """A usable per-patient limit, or ThresholdOverrideError."""
-        return PARAMETERS.check(parameter, value)
+    KINDS = frozenset({"body_weight"})
+    TABLE = PARAMETERS
+    KEEP = timedelta(days=HISTORY_DAYS + 1)  # the kept days, plus today
 
     def new_state(self) -> WeightState:
         """No daily weights yet."""
         return WeightState()
-
-    def lookback(self, kind: str) -> timedelta:
-        """The kept days (plus today)."""
-        return timedelta(days=HISTORY_DAYS + 1) if kind in self.kinds else timedelta(0)
 
     def evaluate(
         self,
