@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from wardwatch.store_access import AccessStore
+from wardwatch.store_alerts import AlertLifecycleStore
+from wardwatch.store_careplans import CarePlanStore
+
 Severity = Literal["info", "warning", "urgent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
 AlertStatus = Literal["open", "acknowledged", "resolved"]
@@ -166,8 +170,13 @@ class Alert:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """What every store offers. Writes are idempotent on the reading identifier."""
+class Store(AlertLifecycleStore, CarePlanStore, AccessStore, Protocol):
+    """What every store offers. Writes are idempotent on the reading identifier.
+
+    The alert lifecycle, care-plan and access parts are declared in
+    :mod:`wardwatch.store_alerts`, :mod:`wardwatch.store_careplans` and
+    :mod:`wardwatch.store_access`.
+    """
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
 from ingest.errors import StoreError
 from ingest.stores._rows import dumps, from_iso, iso, loads
+from ingest.stores.sqlite_access import SqliteAccessMixin
+from ingest.stores.sqlite_alerts import SqliteAlertsMixin
+from ingest.stores.sqlite_careplans import SqliteCarePlansMixin
 from wardwatch.store import (
     Alert,
     AlertStatus,
@@ -88,6 +93,22 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def _all_migrations() -> tuple[str, ...]:
+    """The built-in scripts, then ``ingest/migrations/sqlite/NNNN_name.sql`` (from 4 on)."""
+    found: dict[int, str] = {}
+    for entry in (resources.files("ingest") / "migrations" / "sqlite").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is not None:
+            found[int(match.group(1))] = entry.read_text(encoding="utf-8")
+    expected = list(range(len(_MIGRATIONS) + 1, len(_MIGRATIONS) + 1 + len(found)))
+    if sorted(found) != expected:
+        raise StoreError(f"SQLite migration files must be numbered {expected}, got {sorted(found)}")
+    return (*_MIGRATIONS, *(found[v] for v in expected))
+
+
 def _statements(script: str) -> Iterator[str]:
     """The complete SQL statements of ``script`` (a trigger body holds ``;`` of its own)."""
     pending = ""
@@ -108,7 +129,7 @@ def _opt_dt(text: str | None) -> datetime | None:
     return None if text is None else from_iso(text)
 
 
-class SqliteStore:
+class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin):
     """SQLite implementation of :class:`wardwatch.store.Store`."""
 
     def __init__(self, path: str | Path) -> None:
@@ -141,7 +162,7 @@ class SqliteStore:
         """Apply pending migrations, each in its own transaction."""
         with self._lock:
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for number, script in enumerate(_all_migrations()[version:], start=version + 1):
                 self._db.execute("BEGIN")
                 try:
                     for statement in _statements(script):

@@ -39,6 +39,9 @@ from psycopg.types.json import set_json_loads
 
 from ingest.errors import StoreError
 from ingest.stores._rows import dumps
+from ingest.stores.timescale_access import TimescaleAccessMixin
+from ingest.stores.timescale_alerts import TimescaleAlertsMixin
+from ingest.stores.timescale_careplans import TimescaleCarePlansMixin
 from wardwatch.store import (
     Alert,
     AlertStatus,
@@ -296,7 +299,7 @@ def _describe(url: str) -> str:
 # -- the store ---------------------------------------------------------------------------
 
 
-class TimescaleStore:
+class TimescaleStore(TimescaleAlertsMixin, TimescaleCarePlansMixin, TimescaleAccessMixin):
     """TimescaleDB implementation of :class:`wardwatch.store.Store`."""
 
     def __init__(self, url: str) -> None:
