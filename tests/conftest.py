@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pytest
 
+from ingest.stores import open_store
 from tests.support.services import MosquittoServer, ServiceUnavailable, TimescaleServer
+from wardwatch.store import Store
 
 # --------------------------------------------------------------------------------------
 # Real services: mosquitto and PostgreSQL + TimescaleDB (tests/support/services.py)
@@ -63,3 +66,25 @@ def pg_dsn(timescale: TimescaleServer) -> Iterator[str]:
     yield dsn
     if timescale.running:
         timescale.drop_database(name)
+
+
+# -- stores: every store-backed test can run on both (SQLite, TimescaleDB) ------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("timescale", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``sqlite:PATH`` in a temporary directory, or a fresh TimescaleDB database."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'store.db'}"
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return dsn
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """The store named by ``store_url``, migrated (both kinds, one test each)."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -41,23 +41,6 @@ RECEIVED = datetime(2024, 3, 10, 9, 30, 15, 250_000, tzinfo=UTC)
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("timescale", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'store.db'}"
-    dsn: str = request.getfixturevalue("pg_dsn")
-    return dsn
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 @pytest.fixture
 def ts_store(pg_dsn: str) -> Iterator[Any]:
     """The TimescaleDB store (typed Any: it has methods beyond the protocol)."""
