@@ -14,7 +14,6 @@ stores hold 1 day and 90 days of the same history.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import statistics
 import time
@@ -24,8 +23,8 @@ from datetime import datetime, timedelta
 
 import orjson
 
+from alerting.changes import AlertChange
 from alerting.engine import AUTO_CLEAR, AlertEngine
-from alerting.notify import RecordingNotifier
 from wardwatch.fhir import observation_from_reading
 from wardwatch.reading import Component, Reading
 from wardwatch.store import Alert, CareTeam, Patient, Store, StoredObservation
@@ -201,7 +200,6 @@ class CostRun:
     label: str
     store: Store
     engine: AlertEngine
-    notifier: RecordingNotifier
     wall: list[float] = field(default_factory=list)
     """Seconds per observation, per measured window."""
     cpu: list[float] = field(default_factory=list)
@@ -210,15 +208,18 @@ class CostRun:
     opened: int = 0
 
     def deliver(self) -> None:
-        """Hand the queued notifications to the RecordingNotifier and count them."""
-        asyncio.run(self.engine.deliver_pending())
-        self.opened += len(self.notifier.sent)
-        self.notifier.sent.clear()
+        """Nothing to do: the engine's sink counts the alerts opened (no dispatcher here:
+        the cost measured is the detectors' and the lifecycle's)."""
+
+    def count(self, changes: Sequence[AlertChange]) -> None:
+        """The engine's change sink: count the alerts opened."""
+        self.opened += sum(1 for c in changes if c.action == "opened")
 
 
 def new_run(label: str, store: Store) -> CostRun:
-    notifier = RecordingNotifier()
-    return CostRun(label, store, AlertEngine(store, notifier), notifier)
+    run = CostRun(label, store, AlertEngine(store))
+    run.engine.add_sink(run.count)
+    return run
 
 
 def feed(runs: Sequence[CostRun], rows: Sequence[StoredObservation], *, measure: bool) -> None:

@@ -11,8 +11,9 @@ prints figures as it goes and ends with one JSON line. It never asserts timings;
 non-zero only when a notification never arrived (or arrived twice), or when the engines
 on the 1-day and the 90-day stores disagree on the alerts they opened.
 
-(a) latency, the production chain: ``wardwatch ingest run --with-alerting`` in its own
-    process (MQTT worker, store, ``on_stored`` hook, alert engine, apprise), a care team
+(a) latency, the production chain: ``wardwatch ingest run --with-alerting
+    --alerting-policy FILE`` in its own process (MQTT worker, store, ``on_stored`` hook,
+    alert engine, the notification dispatcher with no group wait, apprise), a care team
     whose notify URL is apprise ``json://`` to a local HTTP receiver in this process, and
     a synthetic gateway here publishing one-reading bundles at QoS 1. Each measured
     reading is a hypertensive crisis (SBP 195) of a different patient, so each opens a
@@ -70,7 +71,6 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from alerting.engine import AlertEngine
-from alerting.notify import RecordingNotifier
 from ingest.pipeline import IngestPipeline
 from ingest.stores import open_store
 from wardwatch import topics
@@ -151,11 +151,17 @@ class TimedReceiver:
             return len(self.received)
 
 
-_FIELD = re.compile(r"^(patient|rule): (\S+)$", re.MULTILINE)
+_FIELD = re.compile(r"^(patient): (\S+)$", re.MULTILINE)
+CRISIS_LINE = "- Hypertensive crisis (urgent, bp.hypertensive_crisis) since "
+"""How the dispatcher's message lists the crisis alert (the rule's title, no rule id)."""
 
 
 def _fields(doc: dict[str, Any]) -> dict[str, str]:
-    return dict(_FIELD.findall(str(doc.get("message", ""))))
+    message = str(doc.get("message", ""))
+    fields = dict(_FIELD.findall(message))
+    if CRISIS_LINE in message:
+        fields["rule"] = CRISIS_RULE
+    return fields
 
 
 # -- the gateway's end ------------------------------------------------------------------------
@@ -272,6 +278,22 @@ def plan(
     return warm, ordered[:WARM_PATIENTS], ordered[WARM_PATIENTS:]
 
 
+POLICY = """\
+# bench/alerting.py: the care team's own notify URL (step 0), links to the worklist, and
+# no group wait (the default: a notification leaves as soon as the alert is committed).
+worklist_url: https://wardwatch.example.org
+defaults:
+  group_wait: 0s
+"""
+
+
+def write_policy(log_dir: Path) -> Path:
+    """The notification policy the ingest process runs with (``--alerting-policy``)."""
+    path = log_dir / "alerting-policy.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    return path
+
+
 def start_ingest(store_url: str, broker: str, log_dir: Path) -> subprocess.Popen[bytes]:
     """``wardwatch ingest run --with-alerting``, as an operator would start it."""
     return subprocess.Popen(
@@ -286,6 +308,8 @@ def start_ingest(store_url: str, broker: str, log_dir: Path) -> subprocess.Popen
             "--broker",
             broker,
             "--with-alerting",
+            "--alerting-policy",
+            str(write_policy(log_dir)),
         ],
         cwd=common.REPO,
         stdout=(log_dir / "ingest.out").open("wb"),
@@ -444,7 +468,7 @@ def breakdown(dsn: str, crises: int) -> dict[str, float]:
     fleet = common.Fleet(1, crises + WARM_PATIENTS)
     fleet.enrol(store)
     counting = CountingStore(store)
-    engine = AlertEngine(cast(Store, counting), RecordingNotifier())
+    engine = AlertEngine(cast(Store, counting))
     spent = [0.0]
 
     def hook(rows: Sequence[StoredObservation]) -> None:

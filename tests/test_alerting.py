@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from alerting.dispatch import Dispatcher
 from alerting.engine import AUTO_CLEAR, AlertEngine
 from alerting.errors import (
     AlertNotFoundError,
@@ -32,10 +33,13 @@ from alerting.notify import (
     AppriseNotifier,
     ConsoleNotifier,
     DeliveryResult,
+    Notification,
+    NotifiedAlert,
     RecordingNotifier,
-    alert_body,
-    alert_title,
+    notification_body,
+    notification_title,
 )
+from alerting.policy import NotificationPolicy, Target
 from alerting.rules import (
     DEFAULT_RULES,
     HYPERTENSIVE_CRISIS,
@@ -122,17 +126,37 @@ def notifier() -> RecordingNotifier:
     return RecordingNotifier()
 
 
+_DISPATCHERS: dict[int, Dispatcher] = {}
+"""The dispatcher behind each engine fixture (by the engine's id)."""
+
+
 @pytest.fixture
-def engine(store: SqliteStore, notifier: RecordingNotifier, clock: FakeClock) -> AlertEngine:
+def engine(
+    store: SqliteStore, notifier: RecordingNotifier, clock: FakeClock
+) -> Iterator[AlertEngine]:
     # The lifecycle tests read the blood-pressure table alone, so a low systolic is one
     # alert (bp.hypotension), not also NEWS2's; tests/test_detectors.py runs the default set.
-    return AlertEngine(store, notifier, clock, detectors=[ThresholdDetector()])
+    # Notifications go through the dispatcher (tests/test_dispatch.py has its own tests).
+    dispatcher = Dispatcher(store, notifier, NotificationPolicy(), clock)
+    engine = AlertEngine(store, clock=clock, detectors=[ThresholdDetector()])
+    engine.add_sink(dispatcher.submit)
+    _DISPATCHERS[id(engine)] = dispatcher
+    yield engine
+    del _DISPATCHERS[id(engine)]
+
+
+async def dispatch(engine: AlertEngine) -> None:
+    """Let the engine's dispatcher send what is due now."""
+    await _DISPATCHERS[id(engine)].run_once(engine.clock())
 
 
 async def feed(engine: AlertEngine, *observations: StoredObservation) -> list[Alert]:
-    """Store the observations (as ingest would), then hand them to the engine."""
+    """Store the observations (as ingest would), hand them to the engine in a worker
+    thread, then let the dispatcher send what is due."""
     engine.store.write_observations(observations)
-    return await engine.process_async(observations)
+    alerts = await asyncio.to_thread(engine.process, observations)
+    await dispatch(engine)
+    return alerts
 
 
 # -- rules (pure) -------------------------------------------------------------------------
@@ -272,13 +296,11 @@ async def test_crisis_opens_one_urgent_alert_and_notifies(
     assert alert.updated_at == WALL
     assert store.list_alerts() == [alert]
     [sent] = notifier.sent
-    assert sent.alert == alert
-    assert sent.patient is not None
-    assert sent.patient.id == PATIENT
-    assert sent.team is not None
-    assert sent.team.id == "ward-1"
-    assert sent.title == "[URGENT] wardwatch alert: bp.hypertensive_crisis"
-    assert PATIENT in sent.body
+    assert [a.alert for a in sent.notification.alerts] == [alert]
+    assert sent.notification.patient == PATIENT
+    assert sent.notification.care_team == "ward-1"
+    assert sent.title == "[URGENT] wardwatch alert: patient p-001"
+    assert "Hypertensive crisis (urgent, bp.hypertensive_crisis)" in sent.body
     assert "185 mmHg" in sent.body
     assert DISPLAY_NAME not in sent.body + sent.title
 
@@ -329,7 +351,7 @@ async def test_new_crisis_after_resolve_opens_a_new_alert(
     assert second.id != first.id
     assert second.status == "open"
     assert [a.status for a in store.list_alerts()] == ["resolved", "open"]
-    assert [s.alert.id for s in notifier.sent] == [first.id, second.id]
+    assert [s.notification.alert_ids for s in notifier.sent] == [(first.id,), (second.id,)]
 
 
 async def test_late_normal_reading_does_not_resolve(
@@ -461,48 +483,49 @@ async def test_other_kinds_and_normal_readings_change_nothing(
 async def test_failed_or_raising_notifier_does_not_break_the_engine(
     store: SqliteStore, clock: FakeClock
 ) -> None:
-    failing = AlertEngine(store, RecordingNotifier(fail=True), clock)
+    engine = AlertEngine(store, clock=clock, detectors=[ThresholdDetector()])
+    failing = Dispatcher(store, RecordingNotifier(fail=True), NotificationPolicy(), clock)
+    engine.add_sink(failing.submit)
     store.write_observations([bp(185, 100, minutes(0))])
-    [alert] = failing.process([bp(185, 100, minutes(0))])
-    [result] = await failing.deliver_pending()
-    assert (result.alert_id, result.delivered, result.reason) == (alert.id, False, "failure")
+    [alert] = engine.process([bp(185, 100, minutes(0))])
+    [attempt] = await failing.run_once(clock())
+    assert (attempt.alert_ids, attempt.delivered, attempt.result) == ((alert.id,), False, "failure")
 
     class Broken:
-        async def send(self, alert: Alert, patient: object, team: object) -> DeliveryResult:
+        async def deliver(self, notification: Notification) -> DeliveryResult:
             raise ConnectionError("down")
 
-    broken = AlertEngine(store, Broken(), clock, detectors=[ThresholdDetector()])
+    broken = Dispatcher(store, Broken(), NotificationPolicy(), clock)
+    engine.add_sink(broken.submit)
     store.write_observations([bp(80, 50, minutes(1))])
     # The low reading also clears the crisis alert opened above; one new alert to notify.
-    changed = broken.process([bp(80, 50, minutes(1))])
+    changed = engine.process([bp(80, 50, minutes(1))])
     assert [(a.rule, a.status) for a in changed] == [(CRISIS, "resolved"), (HYPO, "open")]
     low = changed[1]
-    [result] = await broken.deliver_pending()
-    assert (result.alert_id, result.delivered, result.reason) == (low.id, False, "error")
-    assert broken.pending == 0
+    [attempt] = await broken.run_once(clock())
+    assert (attempt.alert_ids, attempt.delivered, attempt.result) == ((low.id,), False, "error")
 
 
 class SignallingNotifier(RecordingNotifier):
-    """Records, and sets ``sent_event`` on each send."""
+    """Records, and sets ``sent_event`` on each delivery."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sent_event = asyncio.Event()
 
-    async def send(
-        self, alert: Alert, patient: Patient | None, team: CareTeam | None
-    ) -> DeliveryResult:
-        result = await super().send(alert, patient, team)
+    async def deliver(self, notification: Notification) -> DeliveryResult:
+        result = await super().deliver(notification)
         self.sent_event.set()
         return result
 
 
-async def test_deliver_forever_sends_what_a_worker_thread_queued(
+async def test_dispatcher_task_sends_what_a_worker_thread_committed(
     store: SqliteStore, clock: FakeClock
 ) -> None:
     notifier = SignallingNotifier()
-    engine = AlertEngine(store, notifier, clock)
-    task = asyncio.create_task(engine.deliver_forever())
+    dispatcher = Dispatcher(store, notifier, NotificationPolicy(), clock)
+    engine = AlertEngine(store, clock=clock, sinks=[dispatcher.submit])
+    task = asyncio.create_task(dispatcher.run_forever())
     try:
         obs = bp(185, 100, minutes(0))
         store.write_observations([obs])
@@ -510,7 +533,7 @@ async def test_deliver_forever_sends_what_a_worker_thread_queued(
         [alert] = await asyncio.to_thread(engine.process, [obs])
         async with asyncio.timeout(5):
             await notifier.sent_event.wait()
-        assert [s.alert.id for s in notifier.sent] == [alert.id]
+        assert [s.notification.alert_ids for s in notifier.sent] == [(alert.id,)]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -553,9 +576,8 @@ async def test_ingest_hook_to_notification(
     [alert] = store.list_alerts()
     assert alert.observations == (reading_id("cuff-9", minutes(0), "blood_pressure"),)
     assert "systolic 186 mmHg > 180 mmHg" in alert.message
-    [delivered] = await engine.deliver_pending()
-    assert delivered.delivered
-    assert [s.alert.id for s in notifier.sent] == [alert.id]
+    await dispatch(engine)
+    assert [s.notification.alert_ids for s in notifier.sent if s.delivered] == [(alert.id,)]
 
 
 # -- notifications ----------------------------------------------------------------------------
@@ -576,27 +598,39 @@ def _alert(**kw: Any) -> Alert:
     return Alert(**fields)
 
 
+def _notification(*alerts: Alert, purpose: str = "notify") -> Notification:
+    return Notification(
+        PATIENT,
+        "ward-1",
+        purpose,  # type: ignore[arg-type]
+        0,
+        "care-team",
+        ("care-team",),
+        (),
+        tuple(NotifiedAlert(a, "Hypertensive crisis", None) for a in alerts),
+        T0,
+    )
+
+
 def test_title_and_body_hold_the_minimum_necessary() -> None:
-    alert = _alert()
-    assert alert_title(alert) == "[URGENT] wardwatch alert: bp.hypertensive_crisis"
-    assert alert_body(alert).splitlines() == [
+    n = _notification(_alert())
+    assert notification_title(n) == "[URGENT] wardwatch alert: patient p-001"
+    assert notification_body(n).splitlines() == [
         "patient: p-001",
-        "rule: bp.hypertensive_crisis",
         "severity: urgent",
-        "time: 2026-03-02T08:00:00Z",
-        "Hypertensive crisis: systolic 185 mmHg > 180 mmHg",
-        "alert: 7",
+        "- Hypertensive crisis (urgent, bp.hypertensive_crisis) since 2026-03-02T08:00:00Z",
+        "  Hypertensive crisis: systolic 185 mmHg > 180 mmHg",
+        "  alert 7",
     ]
 
 
 async def test_console_notifier_prints_one_line() -> None:
     stream = io.StringIO()
-    patient = Patient(PATIENT, DISPLAY_NAME)
-    result = await ConsoleNotifier(stream).send(_alert(), patient, None)
+    result = await ConsoleNotifier(stream).deliver(_notification(_alert()))
     assert result.delivered
     assert stream.getvalue() == (
-        "2026-03-02T08:00:00Z [URGENT] alert 7 patient p-001 bp.hypertensive_crisis: "
-        "Hypertensive crisis: systolic 185 mmHg > 180 mmHg\n"
+        "2026-03-02T08:00:00Z [URGENT] notify patient p-001 step 0 (care-team): "
+        "Hypertensive crisis (alert 7)\n"
     )
 
 
@@ -639,26 +673,32 @@ def receiver() -> Iterator[Receiver]:
         thread.join(5)
 
 
+async def _apprise_engine(store: SqliteStore, clock: FakeClock) -> tuple[AlertEngine, Dispatcher]:
+    dispatcher = Dispatcher(store, AppriseNotifier(timeout=10), NotificationPolicy(), clock)
+    engine = AlertEngine(store, clock=clock, sinks=[dispatcher.submit])
+    return engine, dispatcher
+
+
 async def test_apprise_delivers_to_the_care_team(
     store: SqliteStore, clock: FakeClock, receiver: Receiver
 ) -> None:
     store.upsert_care_team(CareTeam("ward-1", "Ward 1", (receiver.url(),)))
-    engine = AlertEngine(store, AppriseNotifier(timeout=10), clock)
+    engine, dispatcher = await _apprise_engine(store, clock)
     obs = bp(185, 125, minutes(0))
     store.write_observations([obs])
     [alert] = await asyncio.to_thread(engine.process, [obs])
-    [result] = await engine.deliver_pending()
-    assert (result.alert_id, result.delivered, result.reason, result.targets) == (
-        alert.id,
+    [result] = await dispatcher.run_once(clock())
+    assert (result.alert_ids, result.delivered, result.result, result.targets) == (
+        (alert.id,),
         True,
         "sent",
         1,
     )
     [(path, doc, raw)] = receiver.received
     assert path == "/wardwatch/hook"
-    assert doc["title"] == "[URGENT] wardwatch alert: bp.hypertensive_crisis"
+    assert doc["title"] == "[URGENT] wardwatch alert: patient p-001"
     assert doc["type"] == "failure"  # apprise's most severe type, for urgent
-    assert CRISIS in doc["message"]
+    assert "Hypertensive crisis" in doc["message"]
     assert f"patient: {PATIENT}" in doc["message"]
     assert "systolic 185 mmHg" in doc["message"]
     assert DISPLAY_NAME.encode() not in raw
@@ -669,13 +709,14 @@ async def test_apprise_failure_is_reported_not_raised(
 ) -> None:
     receiver.status = 500
     store.upsert_care_team(CareTeam("ward-1", "Ward 1", (receiver.url(),)))
-    engine = AlertEngine(store, AppriseNotifier(timeout=10), clock)
+    engine, dispatcher = await _apprise_engine(store, clock)
     obs = bp(185, 125, minutes(0))
     store.write_observations([obs])
     with caplog.at_level(logging.WARNING):
-        [alert] = await engine.process_async([obs])
-        assert engine.pending == 0
+        [alert] = await asyncio.to_thread(engine.process, [obs])
+        [attempt] = await dispatcher.run_once(clock())
         assert len(receiver.received) == 1
+    assert (attempt.delivered, attempt.result) == (False, "failure")
     assert alert.status == "open"  # the alert stands whatever happened to the message
     ours = [r for r in caplog.records if r.name.startswith("alerting")]
     assert any(r.levelno == logging.WARNING and "failure" in r.getMessage() for r in ours)
@@ -685,16 +726,21 @@ async def test_apprise_failure_is_reported_not_raised(
 
 
 async def test_apprise_without_route_or_with_bad_urls(receiver: Receiver) -> None:
-    alert, patient = _alert(), Patient(PATIENT, DISPLAY_NAME, "ward-1")
-    no_urls = CareTeam("ward-1", "Ward 1")
-    result = await AppriseNotifier().send(alert, patient, no_urls)
+    n = _notification(_alert())
+    result = await AppriseNotifier().deliver(n)
     assert (result.delivered, result.reason) == (False, "no-route")
-    bad = CareTeam("ward-1", "Ward 1", ("notaservice://nowhere",))
-    result = await AppriseNotifier().send(alert, patient, bad)
+    bad = (Target(url="notaservice://nowhere", tags=("care-team",)),)
+    result = await AppriseNotifier().deliver(replace(n, targets=bad))
     assert (result.delivered, result.reason) == (False, "bad-url")
-    # A patient without a care team goes to the fallback route.
-    fallback = AppriseNotifier(fallback_urls=[receiver.url("/fallback")], timeout=10)
-    result = await fallback.send(alert, Patient(PATIENT, DISPLAY_NAME), None)
+    # A step whose tag no target carries: apprise's NOMATCH.
+    other = (Target(url=receiver.url("/x"), tags=("charge-nurse",)),)
+    result = await AppriseNotifier(timeout=10).deliver(replace(n, targets=other))
+    assert (result.delivered, result.reason) == (False, "nomatch")
+    # A patient without a care team goes to the policy's fallback URLs.
+    policy = NotificationPolicy.from_yaml(f"fallback_urls: ['{receiver.url('/fallback')}']")
+    plan = policy.plan(None, "urgent")
+    routed = replace(n, targets=plan.targets, tags=plan.steps[0].notify)
+    result = await AppriseNotifier(timeout=10).deliver(routed)
     assert result.delivered
     assert [path for path, _, _ in receiver.received] == ["/fallback"]
 
