@@ -56,6 +56,25 @@ class Proposal:
     id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LastReading:
+    """When a patient's device last sent a reading of one kind (what missing-data
+    detectors read, kept by the store on every write so reading it is one cheap query)."""
+
+    patient: str
+    device: str
+    kind: str | None
+    """The measurement kind; ``None`` for a device paired to the patient that has sent
+    nothing yet (``at`` is then when it was paired)."""
+    at: datetime
+    """The latest reading's own time (event time), or the pairing time (``kind`` None)."""
+    gateway: str | None = None
+    """The gateway that latest reading came through, if known."""
+    paired: bool = True
+    """False when the device is paired to another patient now (re-paired); a device with
+    no pairing record counts as the patient's own."""
+
+
 class CarePlanStore(Protocol):
     """Care plans and proposals."""
 
@@ -65,6 +84,16 @@ class CarePlanStore(Protocol):
 
     def put_care_plan(self, plan: CarePlan) -> CarePlan:
         """Create or replace the patient's plan; return it as stored (version bumped)."""
+        ...
+
+    def list_care_plans(self) -> list[CarePlan]:
+        """Every patient's care plan, ordered by patient (one query, for the detectors)."""
+        ...
+
+    def last_readings(self) -> list[LastReading]:
+        """The latest reading time per (patient, device, kind), plus paired devices that
+        have sent nothing (``kind`` None); one query over a table the store keeps on
+        :meth:`write_observations`, not a scan of the history."""
         ...
 
     def add_proposal(self, proposal: Proposal) -> Proposal:
@@ -88,4 +117,4 @@ class CarePlanStore(Protocol):
         ...
 
 
-__all__ = ["CarePlan", "CarePlanStore", "Proposal", "ProposalStatus"]
+__all__ = ["CarePlan", "CarePlanStore", "LastReading", "Proposal", "ProposalStatus"]

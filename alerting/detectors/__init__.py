@@ -13,6 +13,9 @@ state that :class:`alerting.engine.AlertEngine` holds and rebuilds from the stor
 - :mod:`alerting.detectors.bp_trend` — :class:`BloodPressureTrendDetector` (14-day slope).
 - :mod:`alerting.detectors.glucose` — :class:`GlucoseTrendDetector` (rate of change,
   predicted low).
+- :mod:`alerting.detectors.missing` — clock detectors (``default_clock_detectors()``):
+  :class:`DeviceSilentDetector` (a device past its expected schedule),
+  :class:`HubOfflineDetector` (a hub whose status went offline).
 
 Every rule id, default and source is listed in ``docs/alerting.md``.
 """
@@ -21,6 +24,11 @@ from __future__ import annotations
 
 from alerting.detectors.bp_trend import BloodPressureTrendDetector
 from alerting.detectors.glucose import GlucoseTrendDetector
+from alerting.detectors.missing import (
+    DeviceSilentDetector,
+    HubOfflineDetector,
+    default_clock_detectors,
+)
 from alerting.detectors.news2 import News2Detector, news2_score
 from alerting.detectors.thresholds import CLINICAL_RULES, GLUCOSE_RULES, VITAL_SIGN_RULES
 from alerting.detectors.weight import WeightGainDetector
@@ -43,9 +51,12 @@ __all__ = [
     "GLUCOSE_RULES",
     "VITAL_SIGN_RULES",
     "BloodPressureTrendDetector",
+    "DeviceSilentDetector",
     "GlucoseTrendDetector",
+    "HubOfflineDetector",
     "News2Detector",
     "WeightGainDetector",
+    "default_clock_detectors",
     "default_detectors",
     "news2_score",
 ]
