@@ -41,7 +41,11 @@ from ingest.errors import StoreError
 from ingest.stores._rows import dumps
 from ingest.stores.timescale_access import TimescaleAccessMixin
 from ingest.stores.timescale_alerts import TimescaleAlertsMixin
-from ingest.stores.timescale_careplans import TimescaleCarePlansMixin
+from ingest.stores.timescale_careplans import (
+    LAST_SEEN_FROM_STAGING,
+    TimescaleCarePlansMixin,
+)
+from ingest.stores.timescale_charts import TimescaleChartsMixin
 from wardwatch.store import (
     Alert,
     AlertStatus,
@@ -299,7 +303,9 @@ def _describe(url: str) -> str:
 # -- the store ---------------------------------------------------------------------------
 
 
-class TimescaleStore(TimescaleAlertsMixin, TimescaleCarePlansMixin, TimescaleAccessMixin):
+class TimescaleStore(
+    TimescaleAlertsMixin, TimescaleCarePlansMixin, TimescaleAccessMixin, TimescaleChartsMixin
+):
     """TimescaleDB implementation of :class:`wardwatch.store.Store`."""
 
     def __init__(self, url: str) -> None:
@@ -429,11 +435,16 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleCarePlansMixin, TimescaleAcc
 
         def step(cur: Cursor) -> bool:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                "version integer PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            # Only create it when absent: an application role without CREATE on the schema
+            # can still open an up-to-date database.
+            cur.execute("SELECT to_regclass('schema_migrations') IS NULL")
+            row = cur.fetchone()
+            if row is not None and row[0]:
+                cur.execute(
+                    "CREATE TABLE schema_migrations ("
+                    "version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
             cur.execute("SELECT version FROM schema_migrations")
             applied = {int(v) for (v,) in cur.fetchall()}
             newer = applied - {m.version for m in known}
@@ -656,7 +667,10 @@ class TimescaleStore(TimescaleAlertsMixin, TimescaleCarePlansMixin, TimescaleAcc
                 for record in records:
                     copy.write_row(record)
             cur.execute(_INSERT_FROM_STAGING)
-            return max(cur.rowcount, 0)
+            stored = max(cur.rowcount, 0)
+            if stored:  # the missing-data detectors' last reading per device and kind
+                cur.execute(LAST_SEEN_FROM_STAGING)
+            return stored
 
         return self._run("write_observations", write)
 
