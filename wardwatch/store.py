@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 from wardwatch.store_access import AccessStore
 from wardwatch.store_alerts import AlertLifecycleStore
 from wardwatch.store_careplans import CarePlanStore
+from wardwatch.store_charts import ChartStore
 
 Severity = Literal["info", "warning", "urgent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "urgent")
@@ -170,7 +171,7 @@ class Alert:
 
 
 @runtime_checkable
-class Store(AlertLifecycleStore, CarePlanStore, AccessStore, Protocol):
+class Store(AlertLifecycleStore, CarePlanStore, AccessStore, ChartStore, Protocol):
     """What every store offers. Writes are idempotent on the reading identifier.
 
     The alert lifecycle, care-plan and access parts are declared in

@@ -16,7 +16,12 @@ from ingest.errors import StoreError
 from ingest.stores._rows import dumps, from_iso, iso, loads
 from ingest.stores.sqlite_access import SqliteAccessMixin
 from ingest.stores.sqlite_alerts import SqliteAlertsMixin
-from ingest.stores.sqlite_careplans import SqliteCarePlansMixin
+from ingest.stores.sqlite_careplans import (
+    LAST_SEEN_UPSERT,
+    SqliteCarePlansMixin,
+    last_seen_rows,
+)
+from ingest.stores.sqlite_charts import SqliteChartsMixin
 from wardwatch.store import (
     Alert,
     AlertStatus,
@@ -129,7 +134,7 @@ def _opt_dt(text: str | None) -> datetime | None:
     return None if text is None else from_iso(text)
 
 
-class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin):
+class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, SqliteChartsMixin):
     """SQLite implementation of :class:`wardwatch.store.Store`."""
 
     def __init__(self, path: str | Path) -> None:
@@ -327,11 +332,14 @@ class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin):
                         for r in rows
                     ],
                 )
+                stored = self._db.total_changes - before
+                if stored:  # the missing-data detectors' last reading per device and kind
+                    self._db.executemany(LAST_SEEN_UPSERT, last_seen_rows(rows))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return self._db.total_changes - before
+            return stored
 
     _OBS_COLUMNS = (
         "identifier, patient, device, gateway, kind, at, value, unit, components, resource, "
