@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs exist on this Debian 12 machine:
-# mosquitto, PostgreSQL 15 and the TimescaleDB extension (built from Debian trixie's
-# source package, Apache edition; see DEVELOPERS.md). Idempotent and quick when done.
+# mosquitto, Chromium (browser tests), PostgreSQL 15 and the TimescaleDB extension (built
+# from Debian trixie's source package, Apache edition; see DEVELOPERS.md). Idempotent and
+# quick when done.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache="$here/.cache/timescaledb"
@@ -16,6 +17,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+
   || need_pkgs+=(postgresql-server-dev-15)
 command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v xz >/dev/null 2>&1 || need_pkgs+=(xz-utils)
+# Debian's Chromium drives the browser tests (Playwright, executable_path; no download).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup-services: installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
