@@ -156,27 +156,45 @@ def _cmd_ingest_run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"storage policy: {orjson.dumps(plan).decode()}\n")
         sys.stdout.flush()
 
+    policy = None
+    if args.alerting_policy is not None:
+        from alerting.policy import NotificationPolicy, PolicyError
+
+        if not args.with_alerting:
+            sys.stderr.write("wardwatch ingest run: --alerting-policy needs --with-alerting\n")
+            return 2
+        try:
+            policy = NotificationPolicy.load(args.alerting_policy)
+        except PolicyError as exc:
+            sys.stderr.write(f"wardwatch ingest run: {exc}\n")
+            return 2
+
     async def main() -> None:
         hooks: list[StoredHook] = []
+        alerting = None  # holds the dispatcher's task for the life of the service
         if args.with_alerting:
             from alerting.wiring import alerting_hook
             from ingest.stores import open_store
 
-            hook, _delivery = alerting_hook(open_store(args.store))
+            hook, alerting = alerting_hook(open_store(args.store), policy=policy)
             hooks.append(hook)
-        await run_ingest(
-            args.store,
-            args.broker,
-            http_port=args.http_port,
-            workers=args.workers,
-            hooks=hooks,
-            token=args.token,
-            read_token=args.read_token,
-            read_principal=args.read_principal,
-            http_host=args.http_host,
-            storage=storage,
-            on_storage_plan=report_plan,
-        )
+        try:
+            await run_ingest(
+                args.store,
+                args.broker,
+                http_port=args.http_port,
+                workers=args.workers,
+                hooks=hooks,
+                token=args.token,
+                read_token=args.read_token,
+                read_principal=args.read_principal,
+                http_host=args.http_host,
+                storage=storage,
+                on_storage_plan=report_plan,
+            )
+        finally:
+            if alerting is not None:
+                await alerting.drain()
 
     return _run(main)
 
@@ -198,7 +216,9 @@ def _cmd_alerts_list(args: argparse.Namespace) -> int:
     else:
         for a in doc:
             state = (
-                "resolved"
+                "auto-cleared"
+                if a.get("auto_cleared")
+                else "resolved"
                 if a["resolved_at"]
                 else "acknowledged"
                 if a["acknowledged_at"]
@@ -284,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Simulated BLE blood-pressure cuffs for three synthetic patients (one in "
             "hypertensive crisis) -> gateway -> durable outbox -> HTTP uplink -> ingest -> "
-            "SQLite -> alerting -> apprise (console). Runs until interrupted unless --duration."
+            "SQLite -> alerting -> apprise (console); the nurse page and API on 127.0.0.1 "
+            "(address and demo login printed at start). Runs until interrupted unless --duration."
         ),
     )
     demo.add_argument(
@@ -306,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="SECONDS",
         help="seconds between a cuff's measurements (default 5)",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="serve the nurse page and API on this 127.0.0.1 port (default: a free one)",
     )
     demo.set_defaults(handler=_cmd_demo)
 
@@ -395,7 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often the retention step runs on the Apache edition (default 1h)",
     )
     ing_run.add_argument(
-        "--with-alerting", action="store_true", help="run the alert engine in-process"
+        "--with-alerting",
+        action="store_true",
+        help="run the alert engine and the notification dispatcher in-process",
+    )
+    ing_run.add_argument(
+        "--alerting-policy",
+        default=os.environ.get("WARDWATCH_ALERTING_POLICY") or None,
+        metavar="FILE",
+        help="notification policy (YAML: targets and tags, escalation, repeat, grouping, "
+        "retries, inhibition; see docs/alerting.md) for --with-alerting (env "
+        "WARDWATCH_ALERTING_POLICY; default: each care team's notify URLs, no escalation)",
     )
     ing_run.add_argument(
         "--token",
@@ -440,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_parser(sub)
     _add_profiles_parser(sub)
     _add_sim_parser(sub)
+    from wardwatch._admin import register_admin
+
+    register_admin(sub)
+    from alerting.api.serve import register_serve
+
+    register_serve(sub)
     return parser
 
 
@@ -510,7 +553,7 @@ def _cmd_quarantine_reingest(args: argparse.Namespace) -> int:
             if args.with_alerting:
                 from alerting.wiring import alerting_hook
 
-                hook, delivery = alerting_hook(store)
+                hook, delivery = alerting_hook(store, tick_every=None)
                 hooks.append(hook)
             try:
                 return await asyncio.to_thread(
