@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ingest.errors import StoreError
+from ingest.stores._mixins import SqliteMixin
 from ingest.stores._rows import from_iso, iso
 from wardwatch.store_access import AccessToken, Role, TokenKind, User
 
@@ -39,16 +38,8 @@ def _token(row: tuple[Any, ...]) -> AccessToken:
     )
 
 
-class SqliteAccessMixin:
+class SqliteAccessMixin(SqliteMixin):
     """Methods of :class:`wardwatch.store_access` on SQLite (schema: migrations/sqlite)."""
-
-    if TYPE_CHECKING:
-        _db: sqlite3.Connection
-        _lock: threading.Lock
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-        def _exec(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor: ...
 
     # -- users ---------------------------------------------------------------------------
     def upsert_user(self, user: User) -> None:

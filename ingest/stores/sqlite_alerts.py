@@ -8,14 +8,14 @@ cannot change the alert between the read and the write.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from ingest.errors import StoreError
+from ingest.stores._mixins import SqliteMixin
 from ingest.stores._rows import dumps, from_iso, iso, loads
 from wardwatch.store_alerts import (
     AlertAction,
@@ -95,17 +95,11 @@ def _insert_event(db: sqlite3.Connection, event: AlertEvent) -> AlertEvent:
     return replace(event, id=int(cur.lastrowid or 0))
 
 
-class SqliteAlertsMixin:
+class SqliteAlertsMixin(SqliteMixin):
     """Methods of :class:`wardwatch.store_alerts` on SQLite (schema: migrations/sqlite)."""
 
-    if TYPE_CHECKING:
-        _db: sqlite3.Connection
-        _lock: threading.Lock
+    if TYPE_CHECKING:  # the alert row helpers of SqliteStore
         _ALERT_COLUMNS: str
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-        def _exec(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor: ...
 
         @staticmethod
         def _alert(row: tuple[Any, ...]) -> Alert: ...

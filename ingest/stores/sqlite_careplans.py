@@ -7,14 +7,13 @@ the batch, :func:`last_seen_rows`); a duplicate or older reading moves nothing b
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from ingest.errors import StoreError
+from ingest.stores._mixins import SqliteMixin
 from ingest.stores._rows import dumps, from_iso, iso, loads
 from wardwatch.store import StoredObservation
 from wardwatch.store_careplans import CarePlan, LastReading, Proposal, ProposalStatus
@@ -95,16 +94,8 @@ def _json_map(value: Mapping[str, Any]) -> str:
     return dumps(dict(value))
 
 
-class SqliteCarePlansMixin:
+class SqliteCarePlansMixin(SqliteMixin):
     """Methods of :class:`wardwatch.store_careplans` on SQLite (schema: migrations/sqlite)."""
-
-    if TYPE_CHECKING:
-        _db: sqlite3.Connection
-        _lock: threading.Lock
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-        def _exec(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor: ...
 
     # -- care plans ------------------------------------------------------------------------
     def get_care_plan(self, patient: str) -> CarePlan | None:

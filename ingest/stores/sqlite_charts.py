@@ -7,12 +7,11 @@ given the epoch as origin.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ingest.stores._mixins import SqliteMixin
 from ingest.stores._rows import from_iso, iso, loads
 from wardwatch.store import CareTeam
 from wardwatch.store_charts import BucketStats, DevicePairing, ObservationBucket, check_width
@@ -40,14 +39,8 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-class SqliteChartsMixin:
+class SqliteChartsMixin(SqliteMixin):
     """Methods of :class:`wardwatch.store_charts.ChartStore` on SQLite."""
-
-    if TYPE_CHECKING:
-        _db: sqlite3.Connection
-        _lock: threading.Lock
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
     def bucket_observations(
         self, patient: str, kind: str, start: datetime, end: datetime, width: timedelta

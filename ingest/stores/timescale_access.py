@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from ingest.stores._mixins import TimescaleMixin
 from wardwatch.store_access import AccessToken, Role, TokenKind, User
 
 if TYPE_CHECKING:
@@ -40,31 +40,8 @@ def _token(row: Row) -> AccessToken:
     )
 
 
-class TimescaleAccessMixin:
+class TimescaleAccessMixin(TimescaleMixin):
     """Methods of :class:`wardwatch.store_access` on TimescaleDB (schema: migrations/)."""
-
-    if TYPE_CHECKING:
-
-        def _run(
-            self,
-            op: str,
-            fn: Callable[[psycopg.Cursor[tuple[Any, ...]]], T],
-            *,
-            idempotent: bool = True,
-        ) -> T: ...
-
-        def _query(
-            self, op: str, sql: LiteralString, args: Sequence[Any] = ()
-        ) -> list[tuple[Any, ...]]: ...
-
-        def _exec(
-            self,
-            op: str,
-            sql: LiteralString,
-            args: Sequence[Any] = (),
-            *,
-            idempotent: bool = True,
-        ) -> None: ...
 
     # -- users ---------------------------------------------------------------------------
     def upsert_user(self, user: User) -> None:

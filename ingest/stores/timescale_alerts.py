@@ -8,11 +8,11 @@ never overwrite each other's change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, LiteralString, TypeVar, cast
 
+from ingest.stores._mixins import TimescaleMixin
 from wardwatch.store_alerts import (
     AlertAction,
     AlertEvent,
@@ -105,31 +105,8 @@ def _insert_event(cur: psycopg.Cursor[Row], event: AlertEvent) -> AlertEvent:
     return replace(event, id=_returned_id(cur))
 
 
-class TimescaleAlertsMixin:
+class TimescaleAlertsMixin(TimescaleMixin):
     """Methods of :class:`wardwatch.store_alerts` on TimescaleDB (schema: migrations/)."""
-
-    if TYPE_CHECKING:
-
-        def _run(
-            self,
-            op: str,
-            fn: Callable[[psycopg.Cursor[tuple[Any, ...]]], T],
-            *,
-            idempotent: bool = True,
-        ) -> T: ...
-
-        def _query(
-            self, op: str, sql: LiteralString, args: Sequence[Any] = ()
-        ) -> list[tuple[Any, ...]]: ...
-
-        def _exec(
-            self,
-            op: str,
-            sql: LiteralString,
-            args: Sequence[Any] = (),
-            *,
-            idempotent: bool = True,
-        ) -> None: ...
 
     # -- alerts ------------------------------------------------------------------------------
     def get_alert(self, alert_id: int) -> Alert | None:

@@ -8,12 +8,13 @@ statement per batch, rows locked in key order (concurrent ingest workers do not 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar, cast
 
 from ingest.errors import StoreError
+from ingest.stores._mixins import TimescaleMixin
 from ingest.stores._rows import dumps
 from wardwatch.store_careplans import CarePlan, LastReading, Proposal, ProposalStatus
 
@@ -86,31 +87,8 @@ def _json_map(value: Mapping[str, Any]) -> str:
     return dumps(dict(value))
 
 
-class TimescaleCarePlansMixin:
+class TimescaleCarePlansMixin(TimescaleMixin):
     """Methods of :class:`wardwatch.store_careplans` on TimescaleDB (schema: migrations/)."""
-
-    if TYPE_CHECKING:
-
-        def _run(
-            self,
-            op: str,
-            fn: Callable[[psycopg.Cursor[tuple[Any, ...]]], T],
-            *,
-            idempotent: bool = True,
-        ) -> T: ...
-
-        def _query(
-            self, op: str, sql: LiteralString, args: Sequence[Any] = ()
-        ) -> list[tuple[Any, ...]]: ...
-
-        def _exec(
-            self,
-            op: str,
-            sql: LiteralString,
-            args: Sequence[Any] = (),
-            *,
-            idempotent: bool = True,
-        ) -> None: ...
 
     # -- care plans ------------------------------------------------------------------------
     def get_care_plan(self, patient: str) -> CarePlan | None:

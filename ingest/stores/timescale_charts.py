@@ -7,10 +7,11 @@ Buckets are ``time_bucket`` with the Unix epoch as origin (TimescaleDB's default
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, LiteralString, TypeVar
 
+from ingest.stores._mixins import TimescaleMixin
 from wardwatch.store import CareTeam
 from wardwatch.store_charts import BucketStats, DevicePairing, ObservationBucket, check_width
 
@@ -41,22 +42,8 @@ def _utc(at: datetime) -> datetime:
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-class TimescaleChartsMixin:
+class TimescaleChartsMixin(TimescaleMixin):
     """Methods of :class:`wardwatch.store_charts.ChartStore` on TimescaleDB."""
-
-    if TYPE_CHECKING:
-
-        def _run(
-            self,
-            op: str,
-            fn: Callable[[psycopg.Cursor[tuple[Any, ...]]], T],
-            *,
-            idempotent: bool = True,
-        ) -> T: ...
-
-        def _query(
-            self, op: str, sql: LiteralString, args: Sequence[Any] = ()
-        ) -> list[tuple[Any, ...]]: ...
 
     def bucket_observations(
         self, patient: str, kind: str, start: datetime, end: datetime, width: timedelta
