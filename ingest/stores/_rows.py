@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import orjson
+
+from wardwatch.store_access import Role, User
 
 
 def iso(at: datetime) -> str:
@@ -25,3 +29,27 @@ def dumps(value: object) -> str:
 def loads(text: str | bytes) -> object:
     """Parse JSON text."""
     return orjson.loads(text)
+
+
+def users(
+    rows: Iterable[Sequence[Any]],
+    memberships: Iterable[Sequence[Any]],
+    when: Callable[[Any], datetime | None],
+) -> list[User]:
+    """Users from (username, display_name, role, password_hash, active, created_at) rows and
+    (username, team) memberships; ``when`` converts the store's time column."""
+    teams: dict[str, list[str]] = {}
+    for member, team in memberships:
+        teams.setdefault(member, []).append(team)
+    return [
+        User(
+            username=name,
+            display_name=display,
+            role=cast(Role, role),
+            teams=tuple(teams.get(name, ())),
+            password_hash=password_hash,
+            active=bool(active),
+            created_at=when(created),
+        )
+        for name, display, role, password_hash, active, created in rows
+    ]

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ingest.errors import StoreError
 from ingest.stores._mixins import SqliteMixin
-from ingest.stores._rows import from_iso, iso
-from wardwatch.store_access import AccessToken, Role, TokenKind, User
+from ingest.stores._rows import from_iso, iso, users
+from wardwatch.store_access import AccessToken, TokenKind, User
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -81,23 +81,10 @@ class SqliteAccessMixin(SqliteMixin):
             rows = self._db.execute(
                 f"SELECT {_USER_COLUMNS} FROM users {where} ORDER BY username", args
             ).fetchall()
-            teams: dict[str, list[str]] = {}
-            for member, team in self._db.execute(
+            memberships = self._db.execute(
                 f"SELECT username, team FROM team_members {where} ORDER BY username, team", args
-            ):
-                teams.setdefault(member, []).append(team)
-        return [
-            User(
-                username=name,
-                display_name=display,
-                role=cast(Role, role),
-                teams=tuple(teams.get(name, ())),
-                password_hash=password_hash,
-                active=bool(active),
-                created_at=_opt_dt(created),
-            )
-            for name, display, role, password_hash, active, created in rows
-        ]
+            ).fetchall()
+        return users(rows, memberships, _opt_dt)
 
     def get_user(self, username: str) -> User | None:
         """One user by name."""

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ingest.stores._mixins import TimescaleMixin
-from wardwatch.store_access import AccessToken, Role, TokenKind, User
+from ingest.stores._rows import users
+from wardwatch.store_access import AccessToken, TokenKind, User
 
 if TYPE_CHECKING:
     import psycopg
@@ -88,21 +89,7 @@ class TimescaleAccessMixin(TimescaleMixin):
             return users, cur.fetchall()
 
         rows, memberships = self._run("get_users", run)
-        teams: dict[str, list[str]] = {}
-        for member, team in memberships:
-            teams.setdefault(member, []).append(team)
-        return [
-            User(
-                username=name,
-                display_name=display,
-                role=cast(Role, role),
-                teams=tuple(teams.get(name, ())),
-                password_hash=password_hash,
-                active=bool(active),
-                created_at=_opt_utc(created),
-            )
-            for name, display, role, password_hash, active, created in rows
-        ]
+        return users(rows, memberships, _opt_utc)
 
     def get_user(self, username: str) -> User | None:
         """One user by name."""
