@@ -21,6 +21,26 @@ def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def opt_iso(at: datetime | None) -> str | None:
+    """:func:`iso`, or None for None."""
+    return None if at is None else iso(at)
+
+
+def opt_from_iso(text: str | None) -> datetime | None:
+    """:func:`from_iso`, or None for None."""
+    return None if text is None else from_iso(text)
+
+
+def utc(at: datetime) -> datetime:
+    """A datetime in UTC (naive ones are taken as local time, like :func:`iso`)."""
+    return at.astimezone(UTC)
+
+
+def opt_utc(at: datetime | None) -> datetime | None:
+    """:func:`utc`, or None for None."""
+    return None if at is None else utc(at)
+
+
 def dumps(value: object) -> str:
     """Compact JSON text."""
     return orjson.dumps(value).decode()

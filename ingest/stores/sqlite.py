@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ingest.errors import StoreError
-from ingest.stores._rows import dumps, from_iso, iso, loads
+from ingest.stores._rows import dumps, from_iso, iso, loads, opt_from_iso, opt_iso
 from ingest.stores.sqlite_access import SqliteAccessMixin
 from ingest.stores.sqlite_alerts import SqliteAlertsMixin
 from ingest.stores.sqlite_careplans import (
@@ -124,14 +124,6 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip():
         raise StoreError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
-
-
-def _opt(at: datetime | None) -> str | None:
-    return None if at is None else iso(at)
-
-
-def _opt_dt(text: str | None) -> datetime | None:
-    return None if text is None else from_iso(text)
 
 
 class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, SqliteChartsMixin):
@@ -285,11 +277,11 @@ class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, Sq
         return GatewayState(
             id=gid,
             status=cast(GatewayStatus | None, status),
-            status_at=_opt_dt(status_at),
-            updated_at=_opt_dt(updated),
+            status_at=opt_from_iso(status_at),
+            updated_at=opt_from_iso(updated),
             queued=queued,
             dropped=cast(dict[str, int], loads(dropped)),
-            last_bundle_at=_opt_dt(last_bundle),
+            last_bundle_at=opt_from_iso(last_bundle),
         )
 
     def get_gateway(self, gateway: str) -> GatewayState | None:
@@ -480,8 +472,8 @@ class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, Sq
                 reason,
                 bytes(payload),
                 id=qid,
-                released_at=_opt_dt(released),
-                retried_at=_opt_dt(retried),
+                released_at=opt_from_iso(released),
+                retried_at=opt_from_iso(retried),
             )
             for qid, at, source, code, reason, payload, released, retried in rows
         ]
@@ -582,11 +574,11 @@ class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, Sq
             iso(a.opened_at),
             a.message,
             dumps(list(a.observations)),
-            _opt(a.acknowledged_at),
+            opt_iso(a.acknowledged_at),
             a.acknowledged_by,
-            _opt(a.resolved_at),
+            opt_iso(a.resolved_at),
             a.resolved_by,
-            _opt(a.updated_at),
+            opt_iso(a.updated_at),
         )
 
     @staticmethod
@@ -616,11 +608,11 @@ class SqliteStore(SqliteAlertsMixin, SqliteCarePlansMixin, SqliteAccessMixin, Sq
             opened_at=from_iso(opened),
             message=message,
             observations=tuple(cast(list[str], loads(obs))),
-            acknowledged_at=_opt_dt(ack_at),
+            acknowledged_at=opt_from_iso(ack_at),
             acknowledged_by=ack_by,
-            resolved_at=_opt_dt(res_at),
+            resolved_at=opt_from_iso(res_at),
             resolved_by=res_by,
-            updated_at=_opt_dt(upd),
+            updated_at=opt_from_iso(upd),
             id=aid,
         )
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ingest.errors import StoreError
 from ingest.stores._mixins import SqliteMixin
-from ingest.stores._rows import from_iso, iso, users
+from ingest.stores._rows import from_iso, iso, opt_from_iso, opt_iso, users
 from wardwatch.store_access import AccessToken, TokenKind, User
 
 if TYPE_CHECKING:
@@ -17,14 +17,6 @@ _USER_COLUMNS: Final = "username, display_name, role, password_hash, active, cre
 _GRANT_COLUMNS: Final = "token_hash, username, kind, created_at, expires_at, name, revoked_at"
 
 
-def _opt_iso(at: datetime | None) -> str | None:
-    return None if at is None else iso(at)
-
-
-def _opt_dt(text: str | None) -> datetime | None:
-    return None if text is None else from_iso(text)
-
-
 def _token(row: tuple[Any, ...]) -> AccessToken:
     token_hash, username, kind, created, expires, name, revoked = row
     return AccessToken(
@@ -32,9 +24,9 @@ def _token(row: tuple[Any, ...]) -> AccessToken:
         username=username,
         kind=cast(TokenKind, kind),
         created_at=from_iso(created),
-        expires_at=_opt_dt(expires),
+        expires_at=opt_from_iso(expires),
         name=name,
-        revoked_at=_opt_dt(revoked),
+        revoked_at=opt_from_iso(revoked),
     )
 
 
@@ -59,7 +51,7 @@ class SqliteAccessMixin(SqliteMixin):
                         user.role,
                         user.password_hash,
                         int(user.active),
-                        _opt_iso(user.created_at),
+                        opt_iso(user.created_at),
                     ),
                 )
                 self._db.execute("DELETE FROM team_members WHERE username=?", (user.username,))
@@ -84,7 +76,7 @@ class SqliteAccessMixin(SqliteMixin):
             memberships = self._db.execute(
                 f"SELECT username, team FROM team_members {where} ORDER BY username, team", args
             ).fetchall()
-        return users(rows, memberships, _opt_dt)
+        return users(rows, memberships, opt_from_iso)
 
     def get_user(self, username: str) -> User | None:
         """One user by name."""
@@ -105,9 +97,9 @@ class SqliteAccessMixin(SqliteMixin):
                 token.username,
                 token.kind,
                 iso(token.created_at),
-                _opt_iso(token.expires_at),
+                opt_iso(token.expires_at),
                 token.name,
-                _opt_iso(token.revoked_at),
+                opt_iso(token.revoked_at),
             ),
         )
 

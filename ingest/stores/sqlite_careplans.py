@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from ingest.errors import StoreError
 from ingest.stores._mixins import SqliteMixin
-from ingest.stores._rows import dumps, from_iso, iso, loads
+from ingest.stores._rows import dumps, from_iso, iso, loads, opt_iso
 from wardwatch.store import StoredObservation
 from wardwatch.store_careplans import CarePlan, LastReading, Proposal, ProposalStatus
 
@@ -42,10 +42,6 @@ _PROPOSAL_COLUMNS = (
     "id, patient, code, description, created_at, reason_alerts, change, due, status, "
     "decided_at, decided_by, decision_note"
 )
-
-
-def _opt_iso(at: datetime | None) -> str | None:
-    return None if at is None else iso(at)
 
 
 def _opt_time(text: str | None) -> datetime | None:
@@ -124,7 +120,7 @@ class SqliteCarePlansMixin(SqliteMixin):
                         _json_map(stored.thresholds),
                         _json_map(stored.schedule),
                         stored.version,
-                        _opt_iso(stored.updated_at),
+                        opt_iso(stored.updated_at),
                         stored.updated_by,
                     ),
                 )
@@ -175,7 +171,7 @@ class SqliteCarePlansMixin(SqliteMixin):
                         iso(proposal.created_at),
                         dumps(list(proposal.reason_alerts)),
                         _json_map(proposal.change),
-                        _opt_iso(proposal.due),
+                        opt_iso(proposal.due),
                     ),
                 )
                 args: tuple[Any, ...]

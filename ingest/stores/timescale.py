@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final, LiteralString, TypeVar, cast
@@ -38,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 
 from ingest.errors import StoreError
-from ingest.stores._rows import dumps
+from ingest.stores._rows import dumps, opt_utc, utc
 from ingest.stores.timescale_access import TimescaleAccessMixin
 from ingest.stores.timescale_alerts import TimescaleAlertsMixin
 from ingest.stores.timescale_careplans import (
@@ -107,15 +107,6 @@ def migrations() -> tuple[Migration, ...]:
 # -- conversions -------------------------------------------------------------------------
 
 
-def _utc(at: datetime) -> datetime:
-    """A datetime to store, in UTC (naive ones are taken as local time, like ``_rows.iso``)."""
-    return at.astimezone(UTC)
-
-
-def _opt_utc(at: datetime | None) -> datetime | None:
-    return None if at is None else at.astimezone(UTC)
-
-
 _STAGING_DDL: Final = """
     CREATE TEMP TABLE IF NOT EXISTS observations_staging (
         ord integer NOT NULL, identifier text, patient text, device text, gateway text,
@@ -161,12 +152,12 @@ def _observation(row: Row) -> StoredObservation:
         device=device,
         gateway=gateway,
         kind=kind,
-        at=_utc(at),
+        at=utc(at),
         value=value,
         unit=unit,
         components=cast(Mapping[str, float], comps),
         resource=bytes(resource),
-        received_at=_utc(received),
+        received_at=utc(received),
     )
 
 
@@ -178,11 +169,11 @@ def _gateway(row: Row) -> GatewayState:
     return GatewayState(
         id=gid,
         status=cast(GatewayStatus | None, status),
-        status_at=_opt_utc(status_at),
-        updated_at=_opt_utc(updated),
+        status_at=opt_utc(status_at),
+        updated_at=opt_utc(updated),
         queued=queued,
         dropped=cast(dict[str, int], dropped),
-        last_bundle_at=_opt_utc(last_bundle),
+        last_bundle_at=opt_utc(last_bundle),
     )
 
 
@@ -193,9 +184,9 @@ def _patient(row: Row) -> Patient:
 
 def _alert_args(a: Alert) -> tuple[Any, ...]:
     return (
-        a.patient, a.rule, a.kind, a.severity, a.status, _utc(a.opened_at), a.message,
-        list(a.observations), _opt_utc(a.acknowledged_at), a.acknowledged_by,
-        _opt_utc(a.resolved_at), a.resolved_by, _opt_utc(a.updated_at),
+        a.patient, a.rule, a.kind, a.severity, a.status, utc(a.opened_at), a.message,
+        list(a.observations), opt_utc(a.acknowledged_at), a.acknowledged_by,
+        opt_utc(a.resolved_at), a.resolved_by, opt_utc(a.updated_at),
     )  # fmt: skip
 
 
@@ -208,14 +199,14 @@ def _alert(row: Row) -> Alert:
         kind=kind,
         severity=cast(Severity, severity),
         status=cast(AlertStatus, status),
-        opened_at=_utc(opened),
+        opened_at=utc(opened),
         message=message,
         observations=tuple(obs),
-        acknowledged_at=_opt_utc(ack_at),
+        acknowledged_at=opt_utc(ack_at),
         acknowledged_by=ack_by,
-        resolved_at=_opt_utc(res_at),
+        resolved_at=opt_utc(res_at),
         resolved_by=res_by,
-        updated_at=_opt_utc(upd),
+        updated_at=opt_utc(upd),
         id=aid,
     )
 
@@ -232,10 +223,10 @@ def search_where(query: ObservationQuery) -> tuple[LiteralString, list[Any]]:
         args.append(list(query.kinds))
     if query.start is not None:
         sql += " AND at>=%s" if query.start_inclusive else " AND at>%s"
-        args.append(_utc(query.start))
+        args.append(utc(query.start))
     if query.end is not None:
         sql += " AND at<=%s" if query.end_inclusive else " AND at<%s"
-        args.append(_utc(query.end))
+        args.append(utc(query.end))
     return sql, args
 
 
@@ -247,7 +238,7 @@ def search_sql(
     if after is not None:
         # ``at>=`` is an index condition; the OR only breaks ties between equal times.
         where += ' AND at>=%s AND (at>%s OR identifier COLLATE "C" > %s)'
-        args += [_utc(after[0]), _utc(after[0]), after[1]]
+        args += [utc(after[0]), utc(after[0]), after[1]]
     sql: LiteralString = f"SELECT {_OBS_COLUMNS} FROM observations WHERE {where} "
     sql += 'ORDER BY at, identifier COLLATE "C" LIMIT %s'
     return sql, [*args, max(limit, 0)]
@@ -262,21 +253,21 @@ _AUDIT_COLUMNS: Final = "id, at, principal, action, outcome, patient, resource, 
 def _quarantine_item(row: Row) -> QuarantineItem:
     qid, at, source, code, reason, payload, released, retried = row
     return QuarantineItem(
-        _utc(at),
+        utc(at),
         source,
         code,
         reason,
         bytes(payload),
         id=int(qid),
-        released_at=_opt_utc(released),
-        retried_at=_opt_utc(retried),
+        released_at=opt_utc(released),
+        retried_at=opt_utc(retried),
     )
 
 
 def _audit_event(row: Row) -> AuditEvent:
     aid, at, principal, action, outcome, patient, resource, remote, detail = row
     return AuditEvent(
-        at=_utc(at),
+        at=utc(at),
         principal=principal,
         action=action,
         outcome=outcome,
@@ -589,8 +580,8 @@ class TimescaleStore(
         args = (
             state.id,
             state.status,
-            _utc(state.status_at),
-            _utc(state.updated_at),
+            utc(state.status_at),
+            utc(state.updated_at),
             state.queued,
             dumps(dict(state.dropped)),
         )
@@ -616,7 +607,7 @@ class TimescaleStore(
             "INSERT INTO gateways (id, last_bundle_at) VALUES (%s, %s) "
             "ON CONFLICT (id) DO UPDATE "
             "SET last_bundle_at=greatest(gateways.last_bundle_at, excluded.last_bundle_at)",
-            (gateway, _utc(at)),
+            (gateway, utc(at)),
         )
 
     def get_gateway(self, gateway: str) -> GatewayState | None:
@@ -651,12 +642,12 @@ class TimescaleStore(
                 r.device,
                 r.gateway,
                 r.kind,
-                _utc(r.at),
+                utc(r.at),
                 None if r.value is None else float(r.value),
                 r.unit,
                 dumps(dict(r.components)),
                 bytes(r.resource),
-                _utc(r.received_at),
+                utc(r.received_at),
             )
             for n, r in enumerate(rows)
         ]
@@ -699,10 +690,10 @@ class TimescaleStore(
             args.append(kind)
         if start is not None:
             sql += " AND at>=%s"
-            args.append(_utc(start))
+            args.append(utc(start))
         if end is not None:
             sql += " AND at<%s"
-            args.append(_utc(end))
+            args.append(utc(end))
         sql += ' ORDER BY at, identifier COLLATE "C"'
         if limit is not None and limit >= 0:  # SQLite reads a negative LIMIT as none
             sql += " LIMIT %s"
@@ -738,8 +729,7 @@ class TimescaleStore(
         if not items:
             return
         args = [
-            (_utc(i.received_at), i.source, i.reason_code, i.reason, bytes(i.payload))
-            for i in items
+            (utc(i.received_at), i.source, i.reason_code, i.reason, bytes(i.payload)) for i in items
         ]
 
         def run(cur: Cursor) -> None:
@@ -783,7 +773,7 @@ class TimescaleStore(
             cur.execute(
                 "UPDATE quarantine SET released_at=%s "
                 "WHERE released_at IS NULL AND id = ANY(%s::bigint[])",
-                (_utc(at), list(ids)),
+                (utc(at), list(ids)),
             )
             return max(cur.rowcount, 0)
 
@@ -795,7 +785,7 @@ class TimescaleStore(
             "requarantine",
             "UPDATE quarantine SET reason_code=%s, reason=%s, retried_at=%s "
             "WHERE id=%s AND released_at IS NULL",
-            (reason_code, reason, _utc(at), item_id),
+            (reason_code, reason, utc(at), item_id),
         )
 
     # -- audit ---------------------------------------------------------------------------
@@ -807,7 +797,7 @@ class TimescaleStore(
                 "INSERT INTO audit_events (at, principal, action, outcome, patient, resource, "
                 "remote, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
-                    _utc(event.at),
+                    utc(event.at),
                     event.principal,
                     event.action,
                     event.outcome,
@@ -846,7 +836,7 @@ class TimescaleStore(
             args.append(action)
         if since is not None:
             sql += " AND at>=%s"
-            args.append(_utc(since))
+            args.append(utc(since))
         sql += " ORDER BY at, id"
         if limit is not None:
             sql += " LIMIT %s"

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ingest.stores._mixins import TimescaleMixin
-from ingest.stores._rows import users
+from ingest.stores._rows import opt_utc, users, utc
 from wardwatch.store_access import AccessToken, TokenKind, User
 
 if TYPE_CHECKING:
@@ -20,24 +20,16 @@ _USER_COLUMNS: Final = "username, display_name, role, password_hash, active, cre
 _GRANT_COLUMNS: Final = "token_hash, username, kind, created_at, expires_at, name, revoked_at"
 
 
-def _utc(at: datetime) -> datetime:
-    return at.astimezone(UTC)
-
-
-def _opt_utc(at: datetime | None) -> datetime | None:
-    return None if at is None else at.astimezone(UTC)
-
-
 def _token(row: Row) -> AccessToken:
     token_hash, username, kind, created, expires, name, revoked = row
     return AccessToken(
         token_hash=token_hash,
         username=username,
         kind=cast(TokenKind, kind),
-        created_at=_utc(created),
-        expires_at=_opt_utc(expires),
+        created_at=utc(created),
+        expires_at=opt_utc(expires),
         name=name,
-        revoked_at=_opt_utc(revoked),
+        revoked_at=opt_utc(revoked),
     )
 
 
@@ -61,7 +53,7 @@ class TimescaleAccessMixin(TimescaleMixin):
                     user.role,
                     user.password_hash,
                     user.active,
-                    _opt_utc(user.created_at),
+                    opt_utc(user.created_at),
                 ),
             )
             cur.execute("DELETE FROM team_members WHERE username=%s", (user.username,))
@@ -89,7 +81,7 @@ class TimescaleAccessMixin(TimescaleMixin):
             return users, cur.fetchall()
 
         rows, memberships = self._run("get_users", run)
-        return users(rows, memberships, _opt_utc)
+        return users(rows, memberships, opt_utc)
 
     def get_user(self, username: str) -> User | None:
         """One user by name."""
@@ -110,10 +102,10 @@ class TimescaleAccessMixin(TimescaleMixin):
                 token.token_hash,
                 token.username,
                 token.kind,
-                _utc(token.created_at),
-                _opt_utc(token.expires_at),
+                utc(token.created_at),
+                opt_utc(token.expires_at),
                 token.name,
-                _opt_utc(token.revoked_at),
+                opt_utc(token.revoked_at),
             ),
             idempotent=False,
         )
@@ -146,7 +138,7 @@ class TimescaleAccessMixin(TimescaleMixin):
         def run(cur: psycopg.Cursor[Row]) -> bool:
             cur.execute(
                 "UPDATE access_tokens SET revoked_at=%s WHERE token_hash=%s AND revoked_at IS NULL",
-                (_utc(at), token_hash),
+                (utc(at), token_hash),
             )
             return cur.rowcount == 1
 
@@ -158,7 +150,7 @@ class TimescaleAccessMixin(TimescaleMixin):
         def run(cur: psycopg.Cursor[Row]) -> int:
             cur.execute(
                 "DELETE FROM access_tokens WHERE expires_at < %s OR revoked_at < %s",
-                (_utc(before), _utc(before)),
+                (utc(before), utc(before)),
             )
             return cur.rowcount
 
@@ -170,7 +162,7 @@ class TimescaleAccessMixin(TimescaleMixin):
         self._exec(
             "record_login_failure",
             "INSERT INTO login_failures (username, remote, at) VALUES (%s, %s, %s)",
-            (username, remote, _utc(at)),
+            (username, remote, utc(at)),
             idempotent=False,
         )
 
@@ -179,7 +171,7 @@ class TimescaleAccessMixin(TimescaleMixin):
         rows = self._query(
             "count_login_failures",
             "SELECT count(*) FROM login_failures WHERE username=%s AND at>=%s",
-            (username, _utc(since)),
+            (username, utc(since)),
         )
         return int(rows[0][0])
 
@@ -192,9 +184,9 @@ class TimescaleAccessMixin(TimescaleMixin):
             "SELECT at FROM login_failures WHERE at>=%s "
             "AND (%s::text IS NULL OR username=%s) AND (%s::text IS NULL OR remote=%s) "
             "ORDER BY at, id",
-            (_utc(since), username, username, remote, remote),
+            (utc(since), username, username, remote, remote),
         )
-        return [_utc(at) for (at,) in rows]
+        return [utc(at) for (at,) in rows]
 
     def clear_login_failures(self, username: str) -> int:
         """Forget the failed logins of ``username``."""
@@ -209,7 +201,7 @@ class TimescaleAccessMixin(TimescaleMixin):
         """Delete failed-login records older than ``before``."""
 
         def run(cur: psycopg.Cursor[Row]) -> int:
-            cur.execute("DELETE FROM login_failures WHERE at<%s", (_utc(before),))
+            cur.execute("DELETE FROM login_failures WHERE at<%s", (utc(before),))
             return cur.rowcount
 
         return self._run("prune_login_failures", run)

@@ -9,10 +9,11 @@ never overwrite each other's change.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, LiteralString, TypeVar, cast
 
 from ingest.stores._mixins import TimescaleMixin
+from ingest.stores._rows import utc
 from wardwatch.store_alerts import (
     AlertAction,
     AlertEvent,
@@ -40,15 +41,11 @@ _DELIVERY_COLUMNS: Final = (
 )
 
 
-def _utc(at: datetime) -> datetime:
-    return at.astimezone(UTC)
-
-
 def _event(row: Row) -> AlertEvent:
     eid, alert_id, at, action, actor, detail = row
     return AlertEvent(
         alert_id=int(alert_id),
-        at=_utc(at),
+        at=utc(at),
         action=cast(AlertAction, action),
         actor=actor,
         detail=detail,
@@ -60,9 +57,9 @@ def _silence(row: Row) -> Silence:
     sid, by, created, starts, ends, comment, patient, rule, team, alert_id = row
     return Silence(
         created_by=by,
-        created_at=_utc(created),
-        starts_at=_utc(starts),
-        ends_at=_utc(ends),
+        created_at=utc(created),
+        starts_at=utc(starts),
+        ends_at=utc(ends),
         comment=comment,
         patient=patient,
         rule=rule,
@@ -82,7 +79,7 @@ def _delivery(row: Row) -> DeliveryAttempt:
         step=int(step),
         target=target,
         attempt=int(attempt),
-        at=_utc(at),
+        at=utc(at),
         delivered=bool(ok),
         result=result,
         targets=int(targets),
@@ -100,7 +97,7 @@ def _insert_event(cur: psycopg.Cursor[Row], event: AlertEvent) -> AlertEvent:
     cur.execute(
         "INSERT INTO alert_events (alert_id, at, action, actor, detail) "
         "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (event.alert_id, _utc(event.at), event.action, event.actor, event.detail),
+        (event.alert_id, utc(event.at), event.action, event.actor, event.detail),
     )
     return replace(event, id=_returned_id(cur))
 
@@ -197,9 +194,9 @@ class TimescaleAlertsMixin(TimescaleMixin):
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     silence.created_by,
-                    _utc(silence.created_at),
-                    _utc(silence.starts_at),
-                    _utc(silence.ends_at),
+                    utc(silence.created_at),
+                    utc(silence.starts_at),
+                    utc(silence.ends_at),
                     silence.comment,
                     silence.patient,
                     silence.rule,
@@ -229,7 +226,7 @@ class TimescaleAlertsMixin(TimescaleMixin):
         def run(cur: psycopg.Cursor[Row]) -> Silence | None:
             cur.execute(
                 "UPDATE silences SET ends_at=greatest(starts_at, %s) WHERE id=%s AND ends_at>%s",
-                (_utc(at), silence_id, _utc(at)),
+                (utc(at), silence_id, utc(at)),
             )
             if cur.rowcount and event is not None:
                 _insert_event(cur, event)
@@ -245,7 +242,7 @@ class TimescaleAlertsMixin(TimescaleMixin):
         args: list[Any] = []
         if active_at is not None:
             sql += " WHERE ends_at>%s AND starts_at<=%s"
-            args += [_utc(active_at), _utc(active_at)]
+            args += [utc(active_at), utc(active_at)]
         sql += " ORDER BY created_at, id"
         return [_silence(r) for r in self._query("list_silences", sql, args)]
 
@@ -269,7 +266,7 @@ class TimescaleAlertsMixin(TimescaleMixin):
                     attempt.step,
                     attempt.target,
                     attempt.attempt,
-                    _utc(attempt.at),
+                    utc(attempt.at),
                     attempt.delivered,
                     attempt.result,
                     attempt.targets,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeVar, cast
 
 from ingest.errors import StoreError
 from ingest.stores._mixins import TimescaleMixin
-from ingest.stores._rows import dumps
+from ingest.stores._rows import dumps, opt_utc, utc
 from wardwatch.store_careplans import CarePlan, LastReading, Proposal, ProposalStatus
 
 if TYPE_CHECKING:
@@ -43,14 +42,6 @@ _PROPOSAL_COLUMNS: Final = (
 )
 
 
-def _utc(at: datetime) -> datetime:
-    return at.astimezone(UTC)
-
-
-def _opt_utc(at: datetime | None) -> datetime | None:
-    return None if at is None else at.astimezone(UTC)
-
-
 def _plan(row: Row) -> CarePlan:
     patient, title, thresholds, schedule, version, updated_at, updated_by = row
     return CarePlan(
@@ -59,7 +50,7 @@ def _plan(row: Row) -> CarePlan:
         thresholds=cast(dict[str, float], thresholds),
         schedule=cast(dict[str, float], schedule),
         version=int(version),
-        updated_at=_opt_utc(updated_at),
+        updated_at=opt_utc(updated_at),
         updated_by=updated_by,
     )
 
@@ -71,12 +62,12 @@ def _proposal(row: Row) -> Proposal:
         patient=patient,
         code=code,
         description=description,
-        created_at=_utc(created),
+        created_at=utc(created),
         reason_alerts=tuple(int(a) for a in reasons),
         change=cast(dict[str, Any], change),
-        due=_opt_utc(due),
+        due=opt_utc(due),
         status=cast(ProposalStatus, status),
-        decided_at=_opt_utc(decided_at),
+        decided_at=opt_utc(decided_at),
         decided_by=decided_by,
         decision_note=note,
         id=int(pid),
@@ -110,7 +101,7 @@ class TimescaleCarePlansMixin(TimescaleMixin):
             plan.title,
             _json_map(plan.thresholds),
             _json_map(plan.schedule),
-            _opt_utc(plan.updated_at),
+            opt_utc(plan.updated_at),
             plan.updated_by,
         )
 
@@ -153,7 +144,7 @@ class TimescaleCarePlansMixin(TimescaleMixin):
             'ORDER BY patient COLLATE "C", device COLLATE "C", kind COLLATE "C"',
         )
         return [
-            LastReading(patient, device, kind, _utc(at), gateway, bool(paired))
+            LastReading(patient, device, kind, utc(at), gateway, bool(paired))
             for patient, device, kind, at, gateway, paired in rows
         ]
 
@@ -166,10 +157,10 @@ class TimescaleCarePlansMixin(TimescaleMixin):
             proposal.patient,
             proposal.code,
             proposal.description,
-            _utc(proposal.created_at),
+            utc(proposal.created_at),
             list(proposal.reason_alerts),
             _json_map(proposal.change),
-            _opt_utc(proposal.due),
+            opt_utc(proposal.due),
         )
 
         def run(cur: psycopg.Cursor[Row]) -> Proposal:
@@ -224,7 +215,7 @@ class TimescaleCarePlansMixin(TimescaleMixin):
             raise ValueError("decide_proposal needs a stored proposal with its decision and time")
         args = (
             proposal.status,
-            _utc(proposal.decided_at),
+            utc(proposal.decided_at),
             proposal.decided_by,
             proposal.decision_note,
             proposal.id,
